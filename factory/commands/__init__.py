@@ -1,0 +1,1 @@
+"""Subcommands of the reprobase console script, one module each."""

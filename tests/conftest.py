@@ -1,0 +1,1 @@
+"""Shared pytest configuration. Fixtures for real builds live in tests/build_fixtures.py."""
