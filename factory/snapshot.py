@@ -1,0 +1,117 @@
+"""Snapshot timestamps: parsing, the nightly pin, SOURCE_DATE_EPOCH and apt sources.
+
+A nightly build pins midnight UTC of its day; exact timestamps may be given.
+The same instant is SOURCE_DATE_EPOCH, so an image's bytes depend on the pin
+and never on when the build ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from factory.errors import UserError
+
+SNAPSHOT_BASE = "http://snapshot.debian.org/archive/"
+TS_FORMAT = "%Y%m%dT%H%M%SZ"
+_TS_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, order=True)
+class Timestamp:
+    """A snapshot.debian.org timestamp, always UTC."""
+
+    when: dt.datetime
+
+    @property
+    def text(self) -> str:
+        return self.when.strftime(TS_FORMAT)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.when.timestamp())
+
+    @property
+    def day(self) -> str:
+        return self.when.strftime("%Y%m%d")
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def parse(cls, text: str) -> Timestamp:
+        if not _TS_RE.match(text):
+            raise UserError(
+                f"bad snapshot timestamp {text!r}",
+                hint="use the snapshot.debian.org form YYYYMMDDTHHMMSSZ, e.g. 20261129T000000Z",
+            )
+        try:
+            when = dt.datetime.strptime(text, TS_FORMAT).replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise UserError(f"bad snapshot timestamp {text!r}: no such date or time") from None
+        return cls(when)
+
+    @classmethod
+    def from_date(cls, text: str) -> Timestamp:
+        if not _DATE_RE.match(text):
+            raise UserError(f"bad date {text!r}", hint="use YYYY-MM-DD, e.g. 2026-11-29")
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"bad date {text!r}: no such day") from None
+        return cls(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
+
+    @classmethod
+    def from_epoch(cls, epoch: int) -> Timestamp:
+        return cls(dt.datetime.fromtimestamp(epoch, tz=dt.UTC))
+
+
+def today_utc(now: dt.datetime | None = None) -> Timestamp:
+    now = now or dt.datetime.now(dt.UTC)
+    return Timestamp(dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC))
+
+
+def resolve_pin(
+    date: str | None, snapshot: str | None, now: dt.datetime | None = None
+) -> Timestamp:
+    """--date or --snapshot (not both), default today's midnight UTC; future refused."""
+    if date and snapshot:
+        raise UserError("--date and --snapshot are exclusive", hint="give only one of them")
+    ts = Timestamp.parse(snapshot) if snapshot else Timestamp.from_date(date) if date else None
+    ts = ts or today_utc(now)
+    now = now or dt.datetime.now(dt.UTC)
+    if ts.when > now:
+        raise UserError(
+            f"snapshot {ts} is in the future: it does not exist yet and would not be stable",
+            hint=f"use a date up to {now:%Y-%m-%d}",
+        )
+    return ts
+
+
+def snapshot_url(archive: str, ts: Timestamp) -> str:
+    return f"{SNAPSHOT_BASE}{archive}/{ts.text}/"
+
+
+def snapshot_sources(suite: str, components: tuple[str, ...], ts: Timestamp) -> str:
+    """deb822 apt sources for an image: pinned to the snapshot, so images built
+    FROM ours stay pinned too. Old snapshots have expired Valid-Until fields."""
+    comps = " ".join(components)
+    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    stanzas = [
+        f"Types: deb\nURIs: {snapshot_url('debian', ts).rstrip('/')}\n"
+        f"Suites: {suite} {suite}-updates\nComponents: {comps}\n"
+        f"Signed-By: {key}\nCheck-Valid-Until: no\n",
+    ]
+    if has_security(suite):
+        stanzas.append(
+            f"Types: deb\nURIs: {snapshot_url('debian-security', ts).rstrip('/')}\n"
+            f"Suites: {suite}-security\nComponents: {comps}\n"
+            f"Signed-By: {key}\nCheck-Valid-Until: no\n"
+        )
+    return "\n".join(stanzas)
+
+
+def has_security(suite: str) -> bool:
+    return suite not in ("sid", "unstable", "experimental")
