@@ -1,0 +1,100 @@
+"""`reprobase publish LAYOUT REF...`: push a built image to registries and/or an archive."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from factory.errors import UserError
+from factory.oci import ANN_REF_NAME, read_index
+from factory.registry.archive import write_archive
+from factory.registry.auth import ENV_AUTH_FILE, ENV_PASSWORD, ENV_USER
+from factory.registry.push import push_layout_sync
+from factory.registry.reference import INSECURE_ENV
+
+HELP = "push an OCI image layout to registries, or write a tar for docker/podman load"
+
+EPILOG = f"""\
+Push order: blobs (skipped when present, mounted across repositories of one
+registry), then manifests, then the index; tags move last, so a failure never
+moves a tag. The registry's digests equal the layout's.
+
+Registries on localhost, 127.0.0.0/8 and ::1 are spoken to over plain HTTP.
+
+environment:
+  {ENV_USER}, {ENV_PASSWORD}
+                        credentials for every registry (otherwise the auth files:
+                        ${ENV_AUTH_FILE} or $REGISTRY_AUTH_FILE,
+                        $XDG_RUNTIME_DIR/containers/auth.json,
+                        ~/.config/containers/auth.json, ~/.docker/config.json,
+                        as written by 'podman login' and 'docker login')
+  {INSECURE_ENV}=host:port,...
+                        more registries to speak plain HTTP to
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("layout", type=Path, metavar="LAYOUT", help="OCI image layout directory")
+    parser.add_argument(
+        "refs",
+        nargs="*",
+        metavar="REF",
+        help="destination, e.g. registry.example.org/debian:bookworm (several allowed)",
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="also tag every REF with TAG (repeatable), e.g. bookworm-20250101",
+    )
+    parser.add_argument(
+        "--output-archive",
+        type=Path,
+        metavar="FILE",
+        help="also write a tar that 'docker load' and 'podman load' accept",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary line on stdout")
+
+
+def _archive_name(layout: Path, refs: list[str]) -> str:
+    if refs:
+        return refs[0]
+    entries = read_index(layout).get("manifests", [])
+    names = [e.get("annotations", {}).get(ANN_REF_NAME) for e in entries]
+    if len(entries) == 1 and names[0] and "/" in names[0]:
+        return str(names[0])
+    raise UserError(
+        "the archive needs an image name",
+        hint="give a REF (e.g. reprobase/debian:bookworm) along with --output-archive",
+    )
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    layout: Path = args.layout
+    refs: list[str] = list(args.refs)
+    if not refs and args.output_archive is None:
+        raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")
+    summary: dict[str, object] = {}
+    if args.output_archive is not None:
+        write_archive(layout, args.output_archive, _archive_name(layout, refs))
+        _progress(f"archive written: {args.output_archive}")
+        summary["archive"] = str(args.output_archive)
+    if refs:
+        result = push_layout_sync(layout, refs, tags=args.tag, progress=_progress)
+        _progress(
+            f"pushed {result.digest}: {result.uploaded_blobs} blobs uploaded "
+            f"({result.bytes_uploaded / 1e6:.1f} MB), {result.mounted_blobs} mounted, "
+            f"{result.skipped_blobs} already present"
+        )
+        summary.update(result.to_json())
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    return 0
