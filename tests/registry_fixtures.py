@@ -306,7 +306,8 @@ class Registry:
                 break
         else:
             raise RuntimeError("docker-registry exited:\n" + "".join(self.log_lines[-20:]))
-        threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._drainer.start()
         try:
             with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=10) as resp:
                 assert resp.status == 200
@@ -314,13 +315,20 @@ class Registry:
             assert exc.code == 401, exc
 
     def _drain(self, stream: Any) -> None:
-        for raw in stream:
-            self.log_lines.append(raw.decode("utf-8", "replace"))
+        with stream:
+            for raw in stream:
+                self.log_lines.append(raw.decode("utf-8", "replace"))
+
+    def _reap(self) -> None:
+        drainer: threading.Thread | None = getattr(self, "_drainer", None)
+        if drainer is not None:
+            drainer.join(30)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+        self._reap()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -330,6 +338,7 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._reap()
 
 
 def start_registry(root: Path, auth: str | None = None) -> Registry:
