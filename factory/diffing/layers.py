@@ -1,0 +1,218 @@
+"""Comparing two layer blobs: entries first, then what else makes the bytes differ.
+
+Order of explanations: entry differences (paths, fields, contents); if every entry is
+equal, the tar encoding (header format, entry order, padding); if the tars are equal,
+the compression.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.diffing.collect import Collector
+from factory.diffing.content import ContentProbe
+from factory.diffing.entries import compare_entries, content_difference, presence
+from factory.diffing.mergejoin import OutOfOrder, SortKey, component_key, merge_join, string_key
+from factory.diffing.model import Category, Difference, Kind, Level
+from factory.diffing.streams import Compression, GzipHeader, Opener, open_layer
+from factory.diffing.tarindex import compare_indexed
+from factory.diffing.tarstream import Entry, TarReader
+
+MAX_DETAILS = 200  # content differences rendered with a diff/hex context
+
+
+@dataclass(frozen=True)
+class LayerSide:
+    label: str  # e.g. "A layer 1"
+    digest: str
+    opener: Opener
+
+
+@dataclass(frozen=True)
+class TarFacts:
+    """What one pass learned about a layer's encoding."""
+
+    compression: Compression
+    gzip_header: GzipHeader | None
+    diff_id: str
+    formats: tuple[str, ...]
+
+
+class LayerSink:
+    """Turns matched entries into Differences in a collector."""
+
+    def __init__(self, where: str, out: Collector, sde: int | None) -> None:
+        self.where = where
+        self.out = out
+        self.sde = sde
+        self.details = 0
+
+    def one(self, a: Entry | None, b: Entry | None) -> None:
+        self.out.add(presence(self.where, a, b))
+
+    def pair(self, a: Entry, b: Entry) -> None:
+        self.out.extend(compare_entries(self.where, a, b, self.sde))
+
+    def content(self, a: Entry, b: Entry, probe: ContentProbe | None) -> None:
+        self.details += 1
+        self.out.add(content_difference(self.where, a.display, probe, self.details <= MAX_DETAILS))
+
+
+def _facts(
+    layer_compression: Compression, gz: GzipHeader | None, diff_id: str, r: TarReader
+) -> TarFacts:
+    return TarFacts(layer_compression, gz, diff_id, tuple(sorted(r.formats)))
+
+
+def _merge_pass(
+    a: LayerSide, b: LayerSide, key: SortKey, sink: LayerSink
+) -> tuple[TarFacts, TarFacts]:
+    with open_layer(a.opener) as la, open_layer(b.opener) as lb:
+        ra, rb = TarReader(la.reader, a.label), TarReader(lb.reader, b.label)
+        merge_join(ra, rb, key, sink)
+        ra.drain()
+        rb.drain()
+        return (
+            _facts(la.compression, la.gzip_header, la.diff_id(), ra),
+            _facts(lb.compression, lb.gzip_header, lb.diff_id(), rb),
+        )
+
+
+def _index_pass(
+    a: LayerSide, b: LayerSide, sink: LayerSink
+) -> tuple[TarFacts, TarFacts, str | None]:
+    facts = []
+    for side in (a, b):  # one cheap pass each for the encoding facts
+        with open_layer(side.opener) as layer:
+            r = TarReader(layer.reader, side.label)
+            while r.next() is not None:
+                pass
+            r.drain()
+            facts.append(_facts(layer.compression, layer.gzip_header, layer.diff_id(), r))
+    with tempfile.TemporaryDirectory(prefix="reprobase-diff-") as tmp:
+        order = compare_indexed(a.opener, b.opener, (a.label, b.label), sink, Path(tmp))
+    return facts[0], facts[1], order
+
+
+def compare_layer(a: LayerSide, b: LayerSide, where: str, out: Collector, sde: int | None) -> None:
+    order: str | None = None
+    keys: list[SortKey] = [component_key, string_key]
+    while True:
+        scratch = out.child()
+        sink = LayerSink(where, scratch, sde)
+        try:
+            fa, fb = _merge_pass(a, b, keys[0], sink)
+            break
+        except OutOfOrder as exc:
+            keys.pop(0)
+            if not exc.string_sorted or not keys:
+                scratch = out.child()
+                sink = LayerSink(where, scratch, sde)
+                fa, fb, order = _index_pass(a, b, sink)
+                break
+    entries_differ = bool(scratch.kept or scratch.truncated or scratch.ignored)
+    out.merge(scratch)
+    out.extend(encoding_differences(where, fa, fb, order, entries_differ))
+
+
+def encoding_differences(
+    where: str, fa: TarFacts, fb: TarFacts, order: str | None, entries_differ: bool
+) -> list[Difference]:
+    """Layer-level explanations: tar header format, entry order, tar bytes, compression."""
+    out: list[Difference] = []
+    if fa.formats != fb.formats:
+        out.append(
+            Difference(
+                Level.LAYER,
+                where,
+                "tar",
+                "header format",
+                Kind.CHANGED,
+                ", ".join(fa.formats),
+                ", ".join(fb.formats),
+                Category.HEADER_FORMAT,
+                note="tar writers differ (GNU tar, Python tarfile, Go archive/tar choose different "
+                "headers); write PAX headers explicitly",
+            )
+        )
+    if order is not None:
+        out.append(
+            Difference(
+                Level.LAYER,
+                where,
+                "tar",
+                "entry order",
+                Kind.CHANGED,
+                None,
+                None,
+                Category.ENTRY_ORDER,
+                note=f"same entries in another order (first at {order}): sort entries by path "
+                "(tar --sort=name)",
+            )
+        )
+    if fa.diff_id != fb.diff_id and not out and not entries_differ:
+        out.append(
+            Difference(
+                Level.LAYER,
+                where,
+                "tar",
+                "encoding",
+                Kind.CHANGED,
+                fa.diff_id,
+                fb.diff_id,
+                Category.HEADER_FORMAT,
+                note="every entry is equal but the uncompressed tars differ: header encoding "
+                "(pax records, padding, end-of-archive blocks)",
+            )
+        )
+    if fa.diff_id == fb.diff_id:
+        out.extend(compression_differences(where, fa, fb))
+    return out
+
+
+def compression_differences(where: str, fa: TarFacts, fb: TarFacts) -> list[Difference]:
+    if fa.compression != fb.compression:
+        return [
+            Difference(
+                Level.LAYER,
+                where,
+                "compression",
+                "algorithm",
+                Kind.CHANGED,
+                fa.compression.value,
+                fb.compression.value,
+                Category.COMPRESSION,
+                note="same tar, compressed differently: pin the compressor and its version",
+            )
+        ]
+    ga, gb = fa.gzip_header, fb.gzip_header
+    if ga is not None and gb is not None and ga != gb:
+        return [
+            Difference(
+                Level.LAYER,
+                where,
+                "compression",
+                "gzip header",
+                Kind.CHANGED,
+                ga.describe(),
+                gb.describe(),
+                Category.COMPRESSION,
+                note="gzip header fields differ (RFC 1952 §2.3): write MTIME 0 and a fixed OS byte",
+            )
+        ]
+    return [
+        Difference(
+            Level.LAYER,
+            where,
+            "compression",
+            "compressed bytes",
+            Kind.CHANGED,
+            fa.compression.value,
+            fb.compression.value,
+            Category.COMPRESSION,
+            note="same tar, other compressed bytes: another compressor implementation, version or "
+            "level (e.g. zlib vs zlib-ng vs isal); pin it",
+        )
+    ]

@@ -1,0 +1,85 @@
+"""Streaming merge-join of two tars sorted by path: one pass, constant memory.
+
+Our factory writes entries sorted; so does `tar --sort=name` (component order).
+Sortedness is checked as we go: an entry out of order raises OutOfOrder, and the
+caller falls back to the on-disk index (tarindex.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from factory.diffing.content import ContentProbe, compare_streams
+from factory.diffing.entries import has_content
+from factory.diffing.tarstream import Entry, TarReader
+
+SortKey = Callable[[str], tuple[str, ...]]
+
+
+def component_key(path: str) -> tuple[str, ...]:
+    """GNU tar --sort=name order: a directory's children follow it, sorted by name."""
+    return tuple(path.split("/")) if path else ()
+
+
+def string_key(path: str) -> tuple[str, ...]:
+    """Plain sorted() order of the path strings."""
+    return (path,)
+
+
+class OutOfOrder(Exception):
+    def __init__(self, path: str, string_sorted: bool) -> None:
+        super().__init__(path)
+        self.string_sorted = string_sorted  # was plain string order still holding?
+
+
+class Sink(Protocol):
+    def one(self, a: Entry | None, b: Entry | None) -> None: ...
+
+    def pair(self, a: Entry, b: Entry) -> None: ...
+
+    def content(self, a: Entry, b: Entry, probe: ContentProbe | None) -> None: ...
+
+
+class _Sorted:
+    """A TarReader whose paths must strictly increase under `key`."""
+
+    def __init__(self, reader: TarReader, key: SortKey) -> None:
+        self.reader = reader
+        self.key = key
+        self.prev: tuple[str, ...] | None = None
+        self.prev_str: str | None = None
+        self.string_sorted = True
+
+    def next(self) -> tuple[Entry, tuple[str, ...]] | None:
+        e = self.reader.next()
+        if e is None:
+            return None
+        k = self.key(e.path)
+        if self.prev_str is not None and e.path <= self.prev_str:
+            self.string_sorted = False
+        if self.prev is not None and k <= self.prev:
+            raise OutOfOrder(e.path, self.string_sorted)
+        self.prev, self.prev_str = k, e.path
+        return e, k
+
+
+def merge_join(ra: TarReader, rb: TarReader, key: SortKey, sink: Sink) -> None:
+    sa, sb = _Sorted(ra, key), _Sorted(rb, key)
+    xa, xb = sa.next(), sb.next()
+    while xa is not None or xb is not None:
+        if xb is None or (xa is not None and xa[1] < xb[1]):
+            assert xa is not None
+            sink.one(xa[0], None)
+            xa = sa.next()
+        elif xa is None or xb[1] < xa[1]:
+            sink.one(None, xb[0])
+            xb = sb.next()
+        else:
+            ea, eb = xa[0], xb[0]
+            sink.pair(ea, eb)
+            if has_content(ea) and has_content(eb):
+                probe = compare_streams(ra.read, rb.read, ea.size, eb.size)
+                if probe is not None:
+                    sink.content(ea, eb, probe)
+            xa, xb = sa.next(), sb.next()

@@ -1,0 +1,98 @@
+"""Resolving a command-line argument to a blob store, in one documented order:
+
+1. an existing directory: an OCI image layout (oci-layout + index.json);
+2. an existing file: a tar archive, compressed or not — an OCI archive (index.json +
+   oci-layout inside) or a `docker save` archive (manifest.json inside);
+3. anything else that looks like an image reference: pulled through the publishing
+   client, `factory.registry.pull_to_layout(ref, dest)`, into a temporary layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from factory.diffing.docker import DockerStore
+from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
+from factory.diffing.streams import Compression
+from factory.errors import UserError
+
+# OCI distribution reference grammar, loosely: [host[:port]/]path[:tag][@digest]
+REFERENCE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[\w][\w.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def resolve(spec: str, stack: ExitStack) -> BlobStore:
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "manifest.json").is_file() and not (path / "oci-layout").is_file():
+            raise UserError(
+                f"{spec}: an extracted docker save directory is not supported",
+                hint="pass the docker save tar itself",
+            )
+        return LayoutStore(path, spec)
+    if path.is_file():
+        return open_archive(path, spec, stack)
+    if path.exists():
+        raise UserError(f"{spec}: neither a directory nor a file")
+    if (
+        spec.startswith(("/", ".", "~"))
+        or spec.endswith((".tar", ".tar.gz", ".tgz"))
+        or not REFERENCE.match(spec)
+    ):
+        raise UserError(
+            f"{spec}: no such file or directory",
+            hint="pass an OCI layout directory, an image archive tar or a registry reference",
+        )
+    return pull(spec, stack)
+
+
+def open_archive(path: Path, label: str, stack: ExitStack) -> BlobStore:
+    with path.open("rb") as f:
+        head = f.read(512)
+    comp = Compression.sniff(head)
+    if comp is not Compression.NONE:
+        path = _decompress(path, comp, stack)
+    tree = TarTree(path, label)
+    if tree.has("index.json") and tree.has("oci-layout"):
+        return ArchiveLayoutStore(tree)
+    if tree.has("manifest.json"):
+        return DockerStore(tree)
+    raise UserError(
+        f"{label}: a tar archive but neither an OCI archive nor a docker save archive",
+        hint="it holds no index.json + oci-layout and no manifest.json",
+    )
+
+
+def _decompress(path: Path, comp: Compression, stack: ExitStack) -> Path:
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-diff-")))
+    out = tmp / "archive.tar"
+    with path.open("rb") as src, comp.decompress(src) as plain, out.open("wb") as dst:
+        shutil.copyfileobj(plain, dst, 1 << 20)
+    return out
+
+
+def pull(ref: str, stack: ExitStack) -> BlobStore:
+    hint = "pull it first (e.g. skopeo copy docker://REF oci:DIR) and pass the directory"
+    try:
+        registry = importlib.import_module("factory.registry")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("factory.registry", "factory"):
+            raise
+        registry = None
+    pull_to_layout = getattr(registry, "pull_to_layout", None)
+    if pull_to_layout is None:
+        raise UserError(
+            f"{ref}: not a file or directory, and registry references need the publishing "
+            "client (factory.registry.pull_to_layout), which is not available",
+            hint=hint,
+        )
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-pull-")))
+    layout = Path(pull_to_layout(ref, tmp / "layout"))
+    return LayoutStore(layout, ref)
