@@ -21,6 +21,7 @@ Push order: blobs (skipped when present, mounted across repositories of one
 registry), then manifests, then the index; tags move last, so a failure never
 moves a tag. The registry's digests equal the layout's.
 
+Options go after LAYOUT and the REFs (argparse does not mix them).
 Registries on localhost, 127.0.0.0/8 and ::1 are spoken to over plain HTTP.
 
 environment:
@@ -57,10 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write a tar that 'docker load' and 'podman load' accept",
     )
+    parser.add_argument(
+        "--archive-name",
+        metavar="NAME",
+        help="image name in the archive (default: the first REF), e.g. reprobase/debian:bookworm",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary line on stdout")
 
 
-def _archive_name(layout: Path, refs: list[str]) -> str:
+def _archive_name(layout: Path, refs: list[str], explicit: str | None) -> str:
+    if explicit:
+        return explicit
     if refs:
         return refs[0]
     entries = read_index(layout).get("manifests", [])
@@ -69,7 +77,7 @@ def _archive_name(layout: Path, refs: list[str]) -> str:
         return str(names[0])
     raise UserError(
         "the archive needs an image name",
-        hint="give a REF (e.g. reprobase/debian:bookworm) along with --output-archive",
+        hint="add --archive-name NAME, e.g. --archive-name reprobase/debian:bookworm",
     )
 
 
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")
     summary: dict[str, object] = {}
     if args.output_archive is not None:
-        write_archive(layout, args.output_archive, _archive_name(layout, refs))
+        write_archive(layout, args.output_archive, _archive_name(layout, refs, args.archive_name))
         _progress(f"archive written: {args.output_archive}")
         summary["archive"] = str(args.output_archive)
     if refs:
