@@ -56,15 +56,15 @@ def gz(data: bytes, mtime: int = 0) -> bytes:
 
 def shadow(day: int) -> bytes:
     return (
-        f"root:*:{day}:0:99999:7:::\n"
-        f"daemon:*:{day}:0:99999:7:::\n"
-        f"app:!:{day}:0:99999:7:::\n"
+        f"root:*:{day}:0:99999:7:::\ndaemon:*:{day}:0:99999:7:::\napp:!:{day}:0:99999:7:::\n"
     ).encode()
 
 
 def base_files() -> list[F]:
     """A tiny rootfs-like tree."""
-    changelog = b"".join(f"pkg ({i}.0) stable; urgency=low\n  * change {i}\n".encode() for i in range(40))
+    changelog = b"".join(
+        f"pkg ({i}.0) stable; urgency=low\n  * change {i}\n".encode() for i in range(40)
+    )
     return [
         F("etc", type="dir", mode=0o755),
         F("etc/hostname", b"reprobase\n"),
@@ -191,7 +191,9 @@ def write_layout(
                  "manifests": [m.to_json() for m in manifests]}  # fmt: skip
         if ann:
             inner["annotations"] = ann
-        desc = oci.write_json_blob(layout, inner, oci.MT_INDEX, annotations={oci.ANN_REF_NAME: "latest"})
+        desc = oci.write_json_blob(
+            layout, inner, oci.MT_INDEX, annotations={oci.ANN_REF_NAME: "latest"}
+        )
         oci.write_index(layout, [desc], {})
     else:
         oci.write_index(layout, manifests, ann)

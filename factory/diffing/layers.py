@@ -16,7 +16,7 @@ from factory.diffing.content import ContentProbe
 from factory.diffing.entries import compare_entries, content_difference, presence
 from factory.diffing.mergejoin import OutOfOrder, SortKey, component_key, merge_join, string_key
 from factory.diffing.model import Category, Difference, Kind, Level
-from factory.diffing.streams import Compression, GzipHeader, Opener, open_layer
+from factory.diffing.streams import Opener, TarFacts, open_layer
 from factory.diffing.tarindex import compare_indexed
 from factory.diffing.tarstream import Entry, TarReader
 
@@ -28,16 +28,6 @@ class LayerSide:
     label: str  # e.g. "A layer 1"
     digest: str
     opener: Opener
-
-
-@dataclass(frozen=True)
-class TarFacts:
-    """What one pass learned about a layer's encoding."""
-
-    compression: Compression
-    gzip_header: GzipHeader | None
-    diff_id: str
-    formats: tuple[str, ...]
 
 
 class LayerSink:
@@ -60,12 +50,6 @@ class LayerSink:
         self.out.add(content_difference(self.where, a.display, probe, self.details <= MAX_DETAILS))
 
 
-def _facts(
-    layer_compression: Compression, gz: GzipHeader | None, diff_id: str, r: TarReader
-) -> TarFacts:
-    return TarFacts(layer_compression, gz, diff_id, tuple(sorted(r.formats)))
-
-
 def _merge_pass(
     a: LayerSide, b: LayerSide, key: SortKey, sink: LayerSink
 ) -> tuple[TarFacts, TarFacts]:
@@ -74,26 +58,15 @@ def _merge_pass(
         merge_join(ra, rb, key, sink)
         ra.drain()
         rb.drain()
-        return (
-            _facts(la.compression, la.gzip_header, la.diff_id(), ra),
-            _facts(lb.compression, lb.gzip_header, lb.diff_id(), rb),
-        )
+        return la.facts(ra.formats), lb.facts(rb.formats)
 
 
 def _index_pass(
     a: LayerSide, b: LayerSide, sink: LayerSink
 ) -> tuple[TarFacts, TarFacts, str | None]:
-    facts = []
-    for side in (a, b):  # one cheap pass each for the encoding facts
-        with open_layer(side.opener) as layer:
-            r = TarReader(layer.reader, side.label)
-            while r.next() is not None:
-                pass
-            r.drain()
-            facts.append(_facts(layer.compression, layer.gzip_header, layer.diff_id(), r))
     with tempfile.TemporaryDirectory(prefix="reprobase-diff-") as tmp:
-        order = compare_indexed(a.opener, b.opener, (a.label, b.label), sink, Path(tmp))
-    return facts[0], facts[1], order
+        order, fa, fb = compare_indexed(a.opener, b.opener, (a.label, b.label), sink, Path(tmp))
+    return fa, fb, order
 
 
 def compare_layer(a: LayerSide, b: LayerSide, where: str, out: Collector, sde: int | None) -> None:
@@ -112,6 +85,8 @@ def compare_layer(a: LayerSide, b: LayerSide, where: str, out: Collector, sde: i
                 sink = LayerSink(where, scratch, sde)
                 fa, fb, order = _index_pass(a, b, sink)
                 break
+    # Report files in path order whichever way they were matched (merge or index).
+    scratch.kept.sort(key=lambda d: component_key(d.subject.lstrip("/")))
     entries_differ = bool(scratch.kept or scratch.truncated or scratch.ignored)
     out.merge(scratch)
     out.extend(encoding_differences(where, fa, fb, order, entries_differ))
@@ -122,7 +97,9 @@ def encoding_differences(
 ) -> list[Difference]:
     """Layer-level explanations: tar header format, entry order, tar bytes, compression."""
     out: list[Difference] = []
-    if fa.formats != fb.formats:
+    # A pax header appears where an entry needs one (an xattr, a long name): a change in
+    # the set of formats only says something on its own, or when no format is shared.
+    if fa.formats != fb.formats and (not entries_differ or not set(fa.formats) & set(fb.formats)):
         out.append(
             Difference(
                 Level.LAYER,
@@ -167,7 +144,7 @@ def encoding_differences(
                 "(pax records, padding, end-of-archive blocks)",
             )
         )
-    if fa.diff_id == fb.diff_id:
+    if fa.compression != fb.compression or fa.diff_id == fb.diff_id:
         out.extend(compression_differences(where, fa, fb))
     return out
 
@@ -184,7 +161,12 @@ def compression_differences(where: str, fa: TarFacts, fb: TarFacts) -> list[Diff
                 fa.compression.value,
                 fb.compression.value,
                 Category.COMPRESSION,
-                note="same tar, compressed differently: pin the compressor and its version",
+                note=(
+                    "same tar, compressed differently"
+                    if fa.diff_id == fb.diff_id
+                    else "compressed with another algorithm"
+                )
+                + ": pin the compressor and its version",
             )
         ]
     ga, gb = fa.gzip_header, fb.gzip_header

@@ -69,6 +69,8 @@ def render_difference(d: Difference) -> list[str]:
     elif d.field == "content":
         at = f" (first difference at byte {d.offset})" if d.offset is not None else ""
         line = f"~ {d.subject}  content differs{at}"
+    elif d.a is None and d.b is None:
+        line = f"~ {d.subject}  {d.field} differs"
     else:
         name = f"{d.subject}  {d.field}" if d.field else d.subject
         line = f"~ {name}: {fmt(d.a)} -> {fmt(d.b)}"

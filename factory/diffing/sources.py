@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import re
 import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from factory.diffing.docker import DockerStore
 from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
@@ -36,7 +39,9 @@ def resolve(spec: str, stack: ExitStack) -> BlobStore:
                 f"{spec}: an extracted docker save directory is not supported",
                 hint="pass the docker save tar itself",
             )
-        return LayoutStore(path, spec)
+        store = LayoutStore(path, spec)
+        store.index()  # refuse a directory that is not a layout now, not halfway
+        return store
     if path.is_file():
         return open_archive(path, spec, stack)
     if path.exists():
@@ -86,13 +91,24 @@ def pull(ref: str, stack: ExitStack) -> BlobStore:
         if exc.name not in ("factory.registry", "factory"):
             raise
         registry = None
-    pull_to_layout = getattr(registry, "pull_to_layout", None)
-    if pull_to_layout is None:
+    # The contract is pull_to_layout(ref, dest) -> Path; the client also offers an
+    # async version, so a coroutine result is run to completion here.
+    pull_fn = getattr(registry, "pull_to_layout_sync", None) or getattr(
+        registry, "pull_to_layout", None
+    )
+    if pull_fn is None:
         raise UserError(
             f"{ref}: not a file or directory, and registry references need the publishing "
             "client (factory.registry.pull_to_layout), which is not available",
             hint=hint,
         )
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-pull-")))
-    layout = Path(pull_to_layout(ref, tmp / "layout"))
+    result = pull_fn(ref, tmp / "layout")
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    layout = Path(result)
     return LayoutStore(layout, ref)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -12,7 +12,7 @@ import enum
 import hashlib
 import io
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, cast
@@ -105,6 +105,20 @@ class LayerStream:
 
     def diff_id(self) -> str:
         return "sha256:" + self.hasher.sha.hexdigest()
+
+    def facts(self, formats: Iterable[str]) -> TarFacts:
+        """Call after the stream was read to its end."""
+        return TarFacts(self.compression, self.gzip_header, self.diff_id(), tuple(sorted(formats)))
+
+
+@dataclass(frozen=True)
+class TarFacts:
+    """What one pass over a layer learned about its encoding."""
+
+    compression: Compression
+    gzip_header: GzipHeader | None
+    diff_id: str
+    formats: tuple[str, ...]  # tar header formats seen
 
 
 Opener = Callable[[], io.BufferedReader]  # opens the (compressed) blob

@@ -18,7 +18,7 @@ from pathlib import Path
 from factory.diffing.content import HEAD, ContentProbe, probe_at
 from factory.diffing.entries import has_content
 from factory.diffing.mergejoin import Sink
-from factory.diffing.streams import Opener, open_layer
+from factory.diffing.streams import Opener, TarFacts, open_layer
 from factory.diffing.tarstream import Entry, TarReader
 
 BLOCK = 64 << 10
@@ -121,26 +121,29 @@ def capture(opener: Opener, label: str, wanted: dict[int, int]) -> dict[int, tup
 def order_difference(db: sqlite3.Connection) -> str | None:
     """The first common path at which the two tars' entry orders diverge."""
     ca, cb = db.execute(ORDER, (0, 1)), db.cursor().execute(ORDER, (1, 0))
-    for (pa,), (pb,) in zip(ca, cb, strict=False):
+    for i, ((pa,), (pb,)) in enumerate(zip(ca, cb, strict=False)):
         if pa != pb:
-            return "/" + str(pa)
+            return f"entry {i}: /{pa} in A, /{pb} in B"
     return None
 
 
 def compare_indexed(
     open_a: Opener, open_b: Opener, labels: tuple[str, str], sink: Sink, tmp: Path
-) -> str | None:
-    """Compare two tars via the index; returns where entry order differs, if it does."""
+) -> tuple[str | None, TarFacts, TarFacts]:
+    """Compare two tars via the index: where entry order differs (if it does), and facts."""
+    facts: list[TarFacts] = []
     with closing(sqlite3.connect(tmp / "index.sqlite")) as db:
         db.executescript(SCHEMA)
         for side, opener in enumerate((open_a, open_b)):
             with open_layer(opener) as layer:
-                index_side(db, side, TarReader(layer.reader, labels[side]))
+                reader = TarReader(layer.reader, labels[side])
+                index_side(db, side, reader)
+                facts.append(layer.facts(reader.formats))
         db.commit()
         pending = join(db, sink)
         order = order_difference(db)
     _probe_pending(open_a, open_b, labels, pending, sink)
-    return order
+    return order, facts[0], facts[1]
 
 
 def _probe_pending(
