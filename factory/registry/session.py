@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -42,7 +42,7 @@ from factory.registry.reference import Reference
 
 log = logging.getLogger("reprobase.registry")
 T = TypeVar("T")
-Body = Callable[[], bytes | AsyncIterator[bytes] | None]
+Body = Callable[[], bytes | AsyncGenerator[bytes, None] | None]
 PULL = ("pull",)
 PUSH = ("pull", "push")
 
