@@ -1,0 +1,483 @@
+"""The cache: from a ``Target`` to a stored blob, or to the flight that will store it.
+
+Lookup order (no upstream request unless all fail):
+1. the alias of the file under its resolved snapshot run;
+2. by-hash paths: the hash in the path names the blob;
+3. the hash the run's own Release/Packages/Sources lists for the path;
+then one single-flight download, verified before it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import aiofiles
+import aiohttp
+from yarl import URL
+
+from cache_proxy import debindex, httpsem, routing, timestamps
+from cache_proxy.config import Mode, ProxyConfig
+from cache_proxy.flight import Flight
+from cache_proxy.index import AsyncIndex, BlobRow, Index
+from cache_proxy.metrics import Metrics
+from cache_proxy.routing import Kind, Target
+from cache_proxy.store import BlobStore
+from cache_proxy.upstream import Upstream, UpstreamError
+from cache_proxy.verify import Expect, Hasher, VerifyError
+
+log = logging.getLogger("cache_proxy.cache")
+
+HOT_ENTRIES: Final = 65536
+TOUCH_FLUSH_SECONDS: Final = 5.0
+_ARCHIVE_REDIRECT: Final = "/archive/"
+
+
+@dataclass
+class Job:
+    """One file to fetch and what is known about it; redirects add to it."""
+
+    target: Target
+    run: str | None
+    expect: Expect
+    volatile: bool
+    keys: set[str] = field(default_factory=set)
+
+
+class Cache:
+    def __init__(self, config: ProxyConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.store = BlobStore(config.cache_dir)
+        self.index = AsyncIndex(config.cache_dir / "index.sqlite")
+        self.upstream = Upstream(config, metrics)
+        self.flights: dict[str, Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._hot: OrderedDict[str, BlobRow] = OrderedDict()
+        self._runs: dict[tuple[str, str], tuple[str, float | None]] = {}
+        self._linked: set[tuple[str, str, str]] = set()
+        self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
+        self._atimes: dict[str, float] = {}
+        self.size = 0
+        self._evicting: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.store.open)
+        await self.index.open()
+        on_disk = await loop.run_in_executor(None, lambda: dict(self.store.scan()))
+        await self.index.call(Index.reconcile, on_disk, time.time())
+        self.size = await self.index.call(Index.total_size)
+        self.metrics.set("cache_bytes", self.size)
+        self.metrics.set("cache_blobs", len(on_disk))
+        await self.upstream.start()
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def close(self) -> None:
+        """Abandon downloads in flight (their temp files are removed) and close the index."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._flusher:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._evicting:
+            await asyncio.gather(self._evicting, return_exceptions=True)
+        await self._flush_atimes()
+        await self.upstream.close()
+        await self.index.close()
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.store.path(sha256)
+
+    # ------------------------------------------------------------------- lookup
+    def volatile(self, ts: str) -> bool:
+        return timestamps.is_volatile(ts, datetime.now(UTC), self.config.volatile_window)
+
+    def _expires(self, volatile: bool) -> float | None:
+        return time.time() + self.config.volatile_ttl if volatile else None
+
+    async def run_for(self, target: Target) -> str | None:
+        """The snapshot run ``target.ts`` resolves to, if known (always itself when recording)."""
+        if self.config.mode is Mode.RECORD:
+            return target.ts
+        key = (target.archive, target.ts)
+        hit = self._runs.get(key)
+        now = time.time()
+        if hit and (hit[1] is None or hit[1] > now):
+            return hit[0]
+        run = await self.index.call(Index.run_for, target.archive, target.ts, now)
+        if run is not None:
+            self._runs[key] = (run, None)
+        return run
+
+    async def _learn_run(self, archive: str, ts: str, run: str) -> None:
+        expires = self._expires(self.volatile(ts))
+        self._runs[(archive, ts)] = (run, expires)
+        await self.index.call(Index.set_run, archive, ts, run, expires)
+
+    def _remember(self, key: str, row: BlobRow) -> None:
+        self._hot[key] = row
+        self._hot.move_to_end(key)
+        if len(self._hot) > HOT_ENTRIES:
+            self._hot.popitem(last=False)
+
+    def touch(self, sha256: str) -> None:
+        self._atimes[sha256] = time.time()
+
+    async def cached(self, target: Target, run: str) -> BlobRow | None:
+        """Steps 1-3 of the lookup order, without any upstream request."""
+        key = target.key(run)
+        row = self._hot.get(key)
+        if row is not None:
+            return row
+        now = time.time()
+        row = await self.index.call(Index.alias, key, now)
+        if row is None:
+            sha = None
+            bh = target.by_hash
+            if bh and bh[0] == "SHA256":
+                sha = bh[1]
+            elif bh and bh[0] == "SHA1":
+                found = await self.index.call(Index.blob_by_sha1, bh[1])
+                sha = found.sha256 if found else None
+            else:
+                if target.kind is Kind.FILE:
+                    await self._parsed(target.archive, run)
+                exp = await self.index.call(Index.expectation, target.archive, run, target.path)
+                sha = exp[1] if exp else None
+            if sha is not None:
+                row = await self.index.call(Index.blob, sha)
+                if row is not None:
+                    vol = self.volatile(target.ts)
+                    await self.index.call(Index.add_blob, row, [key], self._expires(vol), now)
+        if row is not None and not self.volatile(run):
+            self._remember(key, row)
+        return row
+
+    async def lookup(self, target: Target) -> BlobRow | Flight:
+        """A stored blob, or the flight (new or joined) that will produce it."""
+        run = await self.run_for(target)
+        if run is not None:
+            row = await self.cached(target, run)
+            if row is not None:
+                self.touch(row.sha256)
+                await self.note_index(target, run, row)
+                self.metrics.inc("hits_total")
+                return row
+        if self.config.mode is Mode.RECORD and target.kind in (Kind.RELEASE, Kind.INDEX):
+            suite = target.suite
+            assert suite is not None and run is not None
+            if target.kind is Kind.RELEASE or not await self._suite_frozen(target, run):
+                # The suite's roots are frozen together, then every waiter looks again.
+                return await self._start(
+                    f"freeze:{target.archive}/{run}/{suite}",
+                    lambda f: self._freeze(f, target.archive, run, suite),
+                    refetch=True,
+                )
+        job = await self._job(target, run)
+        return await self._start(target.key(run), lambda f: self._download(f, job))
+
+    async def _start(
+        self, key: str, body: Callable[[Flight], Awaitable[None]], refetch: bool = False
+    ) -> Flight:
+        flight = self.flights.get(key)
+        if flight is not None:
+            flight.waiters += 1
+            self.metrics.inc("coalesced_total")
+            return flight
+        self.metrics.inc("misses_total")
+        flight = Flight(key, refetch=refetch)
+        flight.waiters = 1
+        self.flights[key] = flight
+        task = asyncio.create_task(self._run_flight(flight, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return flight
+
+    async def _run_flight(self, flight: Flight, body: Callable[[Flight], Awaitable[None]]) -> None:
+        self.metrics.set("inflight_downloads", len(self.flights))
+        try:
+            await body(flight)
+        except asyncio.CancelledError:
+            flight.fail(UpstreamError("proxy shutting down", 503))
+            raise
+        except Exception as exc:  # every failure reaches the waiting clients
+            flight.fail(exc)
+        finally:
+            self.flights.pop(flight.key, None)
+            self.metrics.set("inflight_downloads", len(self.flights))
+
+    # ------------------------------------------------------------------- fetch
+    async def _job(self, target: Target, run: str | None) -> Job:
+        expect = Expect(by_hash=target.by_hash)
+        if run is not None and target.kind in (Kind.INDEX, Kind.FILE):
+            exp = await self.index.call(Index.expectation, target.archive, run, target.path)
+            if exp is not None:
+                expect = expect.merge(size=exp[0], sha256=exp[1])
+        return Job(target, run, expect, self.volatile(target.ts))
+
+    def _urls(self, target: Target, ts: str, path: str) -> list[tuple[str, str]]:
+        mode = self.config.mode
+        return [
+            (base, mode.upstream_url(base, target.archive, ts, path))
+            for base in self.upstream.mirror_order()
+        ]
+
+    async def _download(self, flight: Flight, job: Job) -> None:
+        t = job.target
+        path = t.quoted_path
+        if self.config.mode is Mode.RECORD and job.expect.sha256 and t.kind is Kind.INDEX:
+            # Freeze consistently: fetch the exact bytes the frozen Release lists.
+            path = f"{path.rsplit('/', 1)[0]}/by-hash/SHA256/{job.expect.sha256}"
+        urls = self._urls(t, job.run or t.ts, path)
+
+        async def on_redirect(url: URL) -> BlobRow | None:
+            return await self._redirected(job, url)
+
+        async def on_body(resp: aiohttp.ClientResponse) -> BlobRow:
+            return await self._receive(flight, job, resp)
+
+        try:
+            row = await self.upstream.fetch(urls, on_body, on_redirect)
+        except Exception:
+            if job.expect.sha256 and path != t.quoted_path:  # mirror without by-hash
+                urls = self._urls(t, job.run or t.ts, t.quoted_path)
+                row = await self.upstream.fetch(urls, on_body, on_redirect)
+            else:
+                raise
+        run = job.run or t.ts
+        if job.run is None and self.config.mode is Mode.SNAPSHOT:
+            await self._learn_run(t.archive, t.ts, run)
+        await self._commit_aliases(job, row, run)
+        await self.note_index(t.with_ts(run), run, row)
+        flight.finish(row, from_attempt=True)
+
+    async def _redirected(self, job: Job, url: URL) -> BlobRow | None:
+        """Learn from an upstream redirect; return a stored blob if it makes the download moot."""
+        path = url.path
+        sha1 = routing.FILE_SHA1.match(path)
+        if sha1:
+            if job.run is None and self.config.mode is Mode.SNAPSHOT:
+                # Served under its own spelling, without a 301: the timestamp is a run.
+                job.run = job.target.ts
+                await self._learn_run(job.target.archive, job.target.ts, job.target.ts)
+            job.expect = job.expect.merge(sha1=sha1["sha1"])
+            row = await self.index.call(Index.blob_by_sha1, sha1["sha1"])
+            return await self._shortcut(job, row)
+        if path.startswith(_ARCHIVE_REDIRECT):
+            parts = path[len(_ARCHIVE_REDIRECT) :].split("/", 2)
+            if len(parts) == 3 and parts[0] == job.target.archive:
+                try:
+                    run = timestamps.canonical(parts[1])
+                except timestamps.BadTimestamp:
+                    return None
+                await self._learn_run(job.target.archive, job.target.ts, run)
+                job.run = run
+                row = await self.cached(job.target, run)
+                if row is None:
+                    fresh = await self._job(job.target, run)
+                    job.expect = job.expect.merge(
+                        size=fresh.expect.size, sha256=fresh.expect.sha256
+                    )
+                return await self._shortcut(job, row)
+        return None
+
+    async def _shortcut(self, job: Job, row: BlobRow | None) -> BlobRow | None:
+        if row is None:
+            return None
+        e = job.expect
+        if (e.sha256 and e.sha256 != row.sha256) or (e.size is not None and e.size != row.size):
+            return None
+        self.metrics.inc("dedup_total")
+        return row
+
+    async def _receive(self, flight: Flight, job: Job, resp: aiohttp.ClientResponse) -> BlobRow:
+        """Write one attempt to a temp file while hashing, verify, commit."""
+        hasher = Hasher(job.expect, resp.content_length)
+        ctype = httpsem.content_type(job.target.path)
+        mtime = httpsem.parse_http_date(resp.headers.get("Last-Modified"))
+        tmp = self.store.new_tmp()
+        flight.begin(tmp, resp.content_length or job.expect.size, ctype, mtime)
+        loop = asyncio.get_running_loop()
+        try:
+            async with aiofiles.open(tmp, "wb", buffering=0) as f:
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    self.metrics.inc("upstream_bytes_total", len(chunk))
+                    hasher.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        n = await f.write(view)
+                        view = view[n or 0 :]
+                    flight.advance(len(chunk))
+                await loop.run_in_executor(None, os.fsync, f.fileno())
+            digest = hasher.finish()
+        except VerifyError:
+            await loop.run_in_executor(None, self.store.discard, tmp)
+            raise
+        except BaseException:
+            await asyncio.shield(loop.run_in_executor(None, self.store.discard, tmp))
+            raise
+        row = BlobRow(digest.sha256, digest.size, digest.sha1, mtime or 0.0, ctype)
+
+        def commit() -> None:
+            dest = self.store.commit(tmp, digest.sha256)
+            if mtime:
+                os.utime(dest, (mtime, mtime))
+
+        await asyncio.shield(loop.run_in_executor(None, commit))
+        return row
+
+    async def _commit_aliases(self, job: Job, row: BlobRow, run: str) -> None:
+        keys = {job.target.key(run), *job.keys}
+        fresh = await self.index.call(Index.blob, row.sha256) is None
+        await self.index.call(
+            Index.add_blob, row, sorted(keys), self._expires(job.volatile), time.time()
+        )
+        if fresh:
+            self.size += row.size
+            self.metrics.set("cache_bytes", self.size)
+            self.metrics.inc("cache_blobs")
+            self._maybe_evict()
+
+    # ----------------------------------------------------------------- indexes
+    async def note_index(self, target: Target, run: str, row: BlobRow) -> None:
+        """If ``row`` is a Release/Packages/Sources of (archive, run), learn its hashes."""
+        link = (target.archive, run, row.sha256)
+        if link in self._linked:
+            return
+        logical = target.path
+        if target.kind is Kind.BY_HASH:
+            found = await self.index.call(Index.entry_path, target.archive, run, row.sha256)
+            if found is None:
+                return
+            logical = found
+        suite = target.suite
+        name = logical.rsplit("/", 1)[-1]
+        if target.kind is Kind.RELEASE and name in ("InRelease", "Release") and suite:
+            kind, ext = "Release", suite
+        elif (ik := routing.index_kind(logical)) is not None:
+            kind, ext = ik
+        else:
+            return
+        self._linked.add(link)
+        task = asyncio.create_task(self._parse_and_link(target.archive, run, row, kind, ext))
+        self._parsing.setdefault((target.archive, run), set()).add(task)
+        task.add_done_callback(self._parsing[(target.archive, run)].discard)
+        if kind == "Release":
+            await task  # dists lookups right after need it; it is small
+
+    async def _parse_and_link(
+        self, archive: str, run: str, row: BlobRow, kind: str, ext: str
+    ) -> None:
+        try:
+            if not await self.index.call(Index.has_index, row.sha256):
+                path = self.store.path(row.sha256)
+                loop = asyncio.get_running_loop()
+                if kind == "Release":
+                    raw = await loop.run_in_executor(None, path.read_bytes)
+                    entries = debindex.parse_release(raw, ext)
+                else:
+                    entries = await loop.run_in_executor(
+                        None, debindex.parse_index_file, path, kind, ext
+                    )
+                await self.index.call(Index.add_index, row.sha256, kind, entries)
+            await self.index.call(Index.link_run_index, archive, run, row.sha256)
+        except Exception as exc:  # an unparsable index only costs us shortcuts
+            log.warning("could not parse %s %s: %s", kind, row.sha256, exc)
+            self._linked.discard((archive, run, row.sha256))
+
+    async def _parsed(self, archive: str, run: str) -> None:
+        pending = self._parsing.get((archive, run))
+        if pending:
+            await asyncio.gather(*list(pending), return_exceptions=True)
+
+    # ------------------------------------------------------------ record mode
+    async def _suite_frozen(self, target: Target, run: str) -> bool:
+        for name in ("InRelease", "Release"):
+            t = Target(target.archive, run, f"dists/{target.suite}/{name}")
+            row = await self.cached(t, run)
+            if row is not None:
+                await self.note_index(t, run, row)
+                return True
+        return False
+
+    async def _freeze(self, flight: Flight, archive: str, run: str, suite: str) -> None:
+        from cache_proxy.recorder import freeze_suite
+
+        await freeze_suite(self, archive, run, suite)
+        flight.finish(None, from_attempt=False)
+
+    async def store_bytes(self, target: Target, data: bytes, mtime: float | None) -> BlobRow:
+        """Store a small verified body and alias it under ``target`` (record-mode freezing)."""
+        loop = asyncio.get_running_loop()
+        hasher = Hasher(Expect(), len(data))
+        hasher.update(data)
+        digest = hasher.finish()
+        tmp = self.store.new_tmp()
+
+        def write() -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            dest = self.store.commit(tmp, digest.sha256)
+            if mtime:
+                os.utime(dest, (mtime, mtime))
+
+        await asyncio.shield(loop.run_in_executor(None, write))
+        row = BlobRow(
+            digest.sha256, digest.size, digest.sha1, mtime or 0.0, httpsem.content_type(target.path)
+        )
+        job = Job(target, target.ts, Expect(), self.volatile(target.ts))
+        await self._commit_aliases(job, row, target.ts)
+        return row
+
+    # ---------------------------------------------------------------- eviction
+    async def _flush_atimes(self) -> None:
+        if self._atimes:
+            batch, self._atimes = self._atimes, {}
+            await self.index.call(Index.touch, batch)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TOUCH_FLUSH_SECONDS)
+            await self._flush_atimes()
+
+    def _maybe_evict(self) -> None:
+        cap = self.config.max_size
+        if cap is None or self.size <= cap:
+            return
+        if self._evicting is None or self._evicting.done():
+            self._evicting = asyncio.create_task(self._evict(cap))
+
+    async def _evict(self, cap: int) -> None:
+        """Drop least recently used blobs until under the cap (in-flight ones are in tmp/)."""
+        await self._flush_atimes()
+        loop = asyncio.get_running_loop()
+        while self.size > cap:
+            victims = await self.index.call(Index.oldest, 64)
+            if not victims:
+                break
+            for sha, size in victims:
+                if self.size <= cap:
+                    break
+                await self.index.call(Index.delete_blob, sha)
+                await loop.run_in_executor(None, self.store.remove, sha)
+                self.size -= size
+                self.metrics.inc("evictions_total")
+                self.metrics.inc("evicted_bytes_total", size)
+                self.metrics.inc("cache_blobs", -1)
+        self._hot.clear()
+        self._linked.clear()
+        self.metrics.set("cache_bytes", self.size)

@@ -1,0 +1,185 @@
+"""``reprobase proxy`` / ``python -m cache_proxy``: flags resolved once into a ProxyConfig.
+
+Order for every setting: command-line flag, then environment (``REPROBASE_PROXY_*``),
+then default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from cache_proxy.config import (
+    DEFAULT_PORT,
+    DEFAULT_UPSTREAM,
+    Mode,
+    ProxyConfig,
+    RetryPolicy,
+    normalise_upstream,
+    parse_listen,
+    parse_size,
+)
+from factory.errors import UserError
+
+HELP: Final = (
+    "Run the verifying, snapshot-aware cache proxy for snapshot.debian.org "
+    "(mirror paths /archive/<archive>/<timestamp>/... and apt's Acquire::http::Proxy)."
+)
+ENV: Final = "REPROBASE_PROXY_"
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(ENV + name) or None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"address to listen on (default 0.0.0.0:{DEFAULT_PORT}; port 0 picks one)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where blobs and the index live (default ~/.cache/reprobase/proxy)",
+    )
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        action="append",
+        default=None,
+        help=f"archive base URL, repeat for fail-over in order (default {DEFAULT_UPSTREAM}); "
+        "with --record a plain mirror base: archive A is <URL>A/",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="recorder mode: serve a plain Debian mirror under snapshot URLs, "
+        "freezing its indexes the first time each timestamp is asked for",
+    )
+    parser.add_argument(
+        "--max-size",
+        metavar="BYTES",
+        default=None,
+        help="cache size cap, e.g. 20G; least recently used blobs go first",
+    )
+    parser.add_argument(
+        "--port-file",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="once listening, atomically write HOST:PORT to FILE",
+    )
+    parser.add_argument(
+        "--per-host-connections",
+        metavar="N",
+        type=int,
+        default=4,
+        help="upstream connections per host (default 4)",
+    )
+    parser.add_argument(
+        "--retries",
+        metavar="N",
+        type=int,
+        default=5,
+        help="attempts per upstream mirror (default 5)",
+    )
+    parser.add_argument(
+        "--backoff",
+        metavar="SECONDS",
+        type=float,
+        default=0.5,
+        help="initial retry backoff, doubled per attempt, jittered (default 0.5)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="longest silence from upstream during a download (default 60)",
+    )
+    parser.add_argument(
+        "--volatile-hours",
+        metavar="H",
+        type=float,
+        default=0.0,
+        help="timestamps this close to now are treated as still changing",
+    )
+    parser.add_argument(
+        "--access-log",
+        metavar="FILE",
+        default=None,
+        help="access log file, '-' for stderr (default), 'none' to disable",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    listen = args.listen or _env("LISTEN") or f"0.0.0.0:{DEFAULT_PORT}"
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise UserError(str(exc), hint="use --listen HOST:PORT, e.g. 127.0.0.1:3142") from exc
+    env_dir = _env("CACHE_DIR")
+    cache_dir = args.cache_dir or (Path(env_dir) if env_dir else None)
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
+            "reprobase/proxy"
+        )
+    ups = args.upstream or ((_env("UPSTREAM") or "").split() or [DEFAULT_UPSTREAM])
+    max_size = None
+    raw_size = args.max_size or _env("MAX_SIZE")
+    if raw_size:
+        try:
+            max_size = parse_size(raw_size)
+        except ValueError as exc:
+            raise UserError(str(exc), hint="give --max-size as bytes or with K/M/G/T") from exc
+    access = args.access_log or _env("ACCESS_LOG") or "-"
+    try:
+        return ProxyConfig(
+            cache_dir=cache_dir.resolve(),
+            upstreams=tuple(normalise_upstream(u) for u in ups),
+            mode=Mode.RECORD if args.record else Mode.SNAPSHOT,
+            host=host,
+            port=port,
+            port_file=args.port_file,
+            max_size=max_size,
+            per_host_connections=args.per_host_connections,
+            read_timeout=args.read_timeout,
+            retry=RetryPolicy(attempts=max(1, args.retries), backoff_initial=args.backoff),
+            volatile_window=timedelta(hours=args.volatile_hours),
+            access_log=None if access == "none" else access,
+        )
+    except ValueError as exc:
+        raise UserError(
+            str(exc), hint=f"--upstream takes http(s) URLs such as {DEFAULT_UPSTREAM}"
+        ) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from cache_proxy.server import serve_forever
+
+    config = config_from_args(args)
+    try:
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create cache directory {config.cache_dir}: {exc.strerror}",
+            hint="pass --cache-dir DIR on a writable file system",
+        ) from exc
+    try:
+        asyncio.run(serve_forever(config))
+    except OSError as exc:
+        if exc.errno in (98, 13):  # EADDRINUSE, EACCES
+            raise UserError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror}",
+                hint="choose another --listen port, or 0 for any free one",
+            ) from exc
+        raise
+    return 0

@@ -1,0 +1,102 @@
+"""Proxy configuration: one frozen dataclass, resolved once from the command line."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+SNAPSHOT_HOST: Final = "snapshot.debian.org"
+DEFAULT_UPSTREAM: Final = f"http://{SNAPSHOT_HOST}/archive/"
+DEFAULT_PORT: Final = 3142
+
+
+class Mode(enum.Enum):
+    """How an upstream base URL is laid out."""
+
+    SNAPSHOT = "snapshot"  # <base><archive>/<timestamp>/<path>, timestamps resolved upstream
+    RECORD = "record"  # <base><archive>/<path>, a plain mirror frozen per timestamp here
+
+    def upstream_url(self, base: str, archive: str, ts: str, path: str) -> str:
+        if self is Mode.SNAPSHOT:
+            return f"{base}{archive}/{ts}/{path}"
+        return f"{base}{archive}/{path}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5  # per mirror, first try included
+    backoff_initial: float = 0.5  # seconds; exponential with jitter
+    backoff_max: float = 30.0
+    retry_after_max: float = 120.0  # never sleep longer than this on a Retry-After
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    cache_dir: Path
+    upstreams: tuple[str, ...] = (DEFAULT_UPSTREAM,)
+    mode: Mode = Mode.SNAPSHOT
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    port_file: Path | None = None
+    max_size: int | None = None  # bytes; None = unbounded
+    per_host_connections: int = 4
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0  # between two reads; no total timeout (large .debs)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    volatile_window: timedelta = timedelta(hours=0)
+    volatile_ttl: float = 60.0  # seconds a volatile answer is reused
+    access_log: str | None = "-"  # "-" stderr, a path, or None
+    archives: tuple[str, ...] = ("debian", "debian-security", "debian-debug", "debian-ports")
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ValueError("at least one upstream is needed")
+        for up in self.upstreams:
+            parts = urlsplit(up)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"upstream {up!r} is not an http(s) URL")
+            if not up.endswith("/"):
+                raise ValueError(f"upstream {up!r} must end with '/'")
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        """``host:port`` pairs a forward-proxy request may name: upstreams and snapshot."""
+        hosts = {f"{SNAPSHOT_HOST}:80"}
+        for up in self.upstreams:
+            parts = urlsplit(up)
+            assert parts.hostname is not None
+            default = 443 if parts.scheme == "https" else 80
+            hosts.add(f"{parts.hostname.lower()}:{parts.port or default}")
+        return frozenset(hosts)
+
+
+_SIZE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``512MiB``, ``1000000`` -> bytes (binary multiples)."""
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise ValueError(f"not a size: {text!r}")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m[2].lower()]
+    return int(float(m[1]) * mult)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[::1]:PORT``, ``:PORT`` or ``PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not a port in {text!r}")
+    return host, int(port)
+
+
+def normalise_upstream(url: str) -> str:
+    return url if url.endswith("/") else url + "/"

@@ -1,0 +1,231 @@
+"""The sqlite index: what each URL, SHA-1 and by-hash name maps to, and what to expect.
+
+All sqlite work happens on one dedicated thread (``AsyncIndex``), never on the
+event loop. Tables:
+
+- ``blobs``: one row per stored blob (size, SHA-1, Last-Modified, type, last access).
+- ``aliases``: ``url:<archive>/<run>/<path>`` -> blob; ``expires`` NULL = forever.
+- ``tsmap``: (archive, requested timestamp) -> snapshot run it resolves to.
+- ``entries``/``run_indexes``: hashes listed by parsed Release/Packages/Sources blobs,
+  and which of those indexes belong to an (archive, run); this is how a pool path
+  under any timestamp maps to a SHA-256 without asking upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+from cache_proxy.debindex import Entries
+
+_SCHEMA: Final = """
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, sha1 TEXT NOT NULL,
+    mtime REAL NOT NULL, ctype TEXT NOT NULL, atime REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS blobs_sha1 ON blobs(sha1);
+CREATE INDEX IF NOT EXISTS blobs_atime ON blobs(atime);
+CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, expires REAL);
+CREATE TABLE IF NOT EXISTS tsmap (
+    archive TEXT NOT NULL, ts TEXT NOT NULL, run TEXT NOT NULL, expires REAL,
+    PRIMARY KEY (archive, ts));
+CREATE TABLE IF NOT EXISTS indexes (sha256 TEXT PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    index_sha256 TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, PRIMARY KEY (index_sha256, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_indexes (
+    archive TEXT NOT NULL, run TEXT NOT NULL, index_sha256 TEXT NOT NULL,
+    PRIMARY KEY (archive, run, index_sha256)) WITHOUT ROWID;
+"""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BlobRow:
+    sha256: str
+    size: int
+    sha1: str
+    mtime: float  # upstream Last-Modified (epoch seconds)
+    ctype: str
+
+
+class Index:
+    """Synchronous index; use from one thread only (see ``AsyncIndex``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _row(self, r: tuple[str, int, str, float, str] | None) -> BlobRow | None:
+        return BlobRow(*r) if r else None
+
+    def blob(self, sha256: str) -> BlobRow | None:
+        return self._row(
+            self.db.execute(
+                "SELECT sha256, size, sha1, mtime, ctype FROM blobs WHERE sha256=?", (sha256,)
+            ).fetchone()
+        )
+
+    def blob_by_sha1(self, sha1: str) -> BlobRow | None:
+        return self._row(
+            self.db.execute(
+                "SELECT sha256, size, sha1, mtime, ctype FROM blobs WHERE sha1=? LIMIT 1", (sha1,)
+            ).fetchone()
+        )
+
+    def alias(self, key: str, now: float) -> BlobRow | None:
+        return self._row(
+            self.db.execute(
+                "SELECT b.sha256, b.size, b.sha1, b.mtime, b.ctype FROM aliases a "
+                "JOIN blobs b ON b.sha256 = a.sha256 "
+                "WHERE a.key=? AND (a.expires IS NULL OR a.expires > ?)",
+                (key, now),
+            ).fetchone()
+        )
+
+    def add_blob(
+        self, row: BlobRow, keys: Iterable[str], expires: float | None, now: float
+    ) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
+                (row.sha256, row.size, row.sha1, row.mtime, row.ctype, now),
+            )
+            for key in keys:
+                # First verified answer wins: a frozen or immutable alias never moves.
+                self.db.execute(
+                    "INSERT INTO aliases VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "sha256=excluded.sha256, expires=excluded.expires "
+                    "WHERE aliases.expires IS NOT NULL",
+                    (key, row.sha256, expires),
+                )
+
+    def run_for(self, archive: str, ts: str, now: float) -> str | None:
+        r = self.db.execute(
+            "SELECT run FROM tsmap WHERE archive=? AND ts=? AND (expires IS NULL OR expires > ?)",
+            (archive, ts, now),
+        ).fetchone()
+        return str(r[0]) if r else None
+
+    def set_run(self, archive: str, ts: str, run: str, expires: float | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO tsmap VALUES (?, ?, ?, ?)", (archive, ts, run, expires)
+        )
+
+    def expectation(self, archive: str, run: str, path: str) -> tuple[int, str] | None:
+        r = self.db.execute(
+            "SELECT e.size, e.sha256 FROM run_indexes r JOIN entries e "
+            "ON e.index_sha256 = r.index_sha256 "
+            "WHERE r.archive=? AND r.run=? AND e.path=? LIMIT 1",
+            (archive, run, path),
+        ).fetchone()
+        return (int(r[0]), str(r[1])) if r else None
+
+    def entry_path(self, archive: str, run: str, sha256: str) -> str | None:
+        """The logical path (e.g. .../Packages.xz) of a hash listed for a run."""
+        r = self.db.execute(
+            "SELECT e.path FROM run_indexes r JOIN entries e ON e.index_sha256 = r.index_sha256 "
+            "WHERE r.archive=? AND r.run=? AND e.sha256=? LIMIT 1",
+            (archive, run, sha256),
+        ).fetchone()
+        return str(r[0]) if r else None
+
+    def has_index(self, sha256: str) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM indexes WHERE sha256=?", (sha256,)).fetchone()
+            is not None
+        )
+
+    def add_index(self, sha256: str, kind: str, entries: Entries) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR IGNORE INTO indexes VALUES (?, ?)", (sha256, kind))
+            self.db.executemany(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
+                ((sha256, p, size, h) for p, (size, h) in entries.items()),
+            )
+
+    def link_run_index(self, archive: str, run: str, index_sha256: str) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO run_indexes VALUES (?, ?, ?)", (archive, run, index_sha256)
+        )
+
+    def touch(self, atimes: dict[str, float]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE blobs SET atime=? WHERE sha256=?", ((t, s) for s, t in atimes.items())
+            )
+
+    def total_size(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0])
+
+    def oldest(self, limit: int) -> list[tuple[str, int]]:
+        return [
+            (str(s), int(n))
+            for s, n in self.db.execute(
+                "SELECT sha256, size FROM blobs ORDER BY atime LIMIT ?", (limit,)
+            )
+        ]
+
+    def delete_blob(self, sha256: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM blobs WHERE sha256=?", (sha256,))
+            self.db.execute("DELETE FROM aliases WHERE sha256=?", (sha256,))
+
+    def reconcile(self, on_disk: dict[str, int], now: float) -> None:
+        """Make rows match files: forget rows without a file, adopt files without a row."""
+        known = {str(r[0]) for r in self.db.execute("SELECT sha256 FROM blobs")}
+        with self.db:
+            self.db.execute("BEGIN")
+            for sha in known - on_disk.keys():
+                self.db.execute("DELETE FROM blobs WHERE sha256=?", (sha,))
+                self.db.execute("DELETE FROM aliases WHERE sha256=?", (sha,))
+        for sha in on_disk.keys() - known:
+            # A crash between rename and index insert: the blob is complete and
+            # verified (it is named by its hash), so keep it. SHA-1 is filled lazily.
+            self.db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, '', 0, 'application/octet-stream', ?)",
+                (sha, on_disk[sha], now),
+            )
+
+
+class AsyncIndex:
+    """Runs every ``Index`` call on one dedicated thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
+        self._path = path
+        self._index: Index | None = None
+
+    async def open(self) -> None:
+        self._index = await self._run_raw(Index, self._path)
+
+    async def _run_raw(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kw))
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """``await idx.call(Index.alias, key, now)``."""
+        assert self._index is not None
+        index = self._index
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(index, *args))
+
+    async def close(self) -> None:
+        if self._index is not None:
+            await self._run_raw(self._index.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,63 @@
+"""Counters and gauges, rendered in the Prometheus text exposition format 0.0.4."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Final
+
+PREFIX: Final = "reprobase_proxy_"
+
+HELP: Final = {
+    "hits_total": ("counter", "Requests answered from the cache."),
+    "misses_total": ("counter", "Requests that started an upstream download."),
+    "coalesced_total": ("counter", "Requests that joined a download already in flight."),
+    "upstream_requests_total": ("counter", "Upstream HTTP requests by status (or error)."),
+    "upstream_bytes_total": ("counter", "Body bytes received from upstream."),
+    "dedup_total": ("counter", "Downloads avoided: a redirect named a blob already stored."),
+    "retries_total": ("counter", "Upstream attempts retried after a transient failure."),
+    "failovers_total": ("counter", "Times the next upstream mirror was tried."),
+    "verify_failures_total": ("counter", "Downloads rejected by size or hash checks."),
+    "served_bytes_total": ("counter", "Body bytes sent to clients."),
+    "requests_total": ("counter", "Client requests by status."),
+    "evictions_total": ("counter", "Blobs evicted to stay under the size cap."),
+    "evicted_bytes_total": ("counter", "Bytes evicted."),
+    "cache_bytes": ("gauge", "Bytes of blobs in the cache."),
+    "cache_blobs": ("gauge", "Number of blobs in the cache."),
+    "inflight_downloads": ("gauge", "Upstream downloads in progress."),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(
+            lambda: defaultdict(float)
+        )
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        self._values[name][tuple(sorted(labels.items()))] += amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self._values[name][tuple(sorted(labels.items()))] = value
+
+    def get(self, name: str, **labels: str) -> float:
+        return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+    def total(self, name: str) -> float:
+        return sum(self._values.get(name, {}).values())
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, (kind, text) in HELP.items():
+            full = PREFIX + name
+            lines.append(f"# HELP {full} {text}")
+            lines.append(f"# TYPE {full} {kind}")
+            series = self._values.get(name) or {(): 0.0}
+            for labels, value in sorted(series.items()):
+                lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                num = int(value) if float(value).is_integer() else value
+                lines.append(f"{full}{{{lab}}} {num}" if lab else f"{full} {num}")
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

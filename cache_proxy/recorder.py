@@ -1,0 +1,107 @@
+"""Recorder mode: freeze a plain mirror's suite roots the first time a timestamp asks.
+
+A plain mirror changes under us; a snapshot must not. On the first request for
+``dists/<suite>/{InRelease,Release,Release.gpg}`` under a timestamp we fetch all
+three, check they describe one mirror state (Release == InRelease's signed text),
+and store them as that timestamp's forever. Indexes are later fetched by the hash
+the frozen Release lists (``by-hash``), pool files checked against the frozen
+Packages, so a mirror update mid-build cannot make the recording inconsistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+from yarl import URL
+
+from cache_proxy import debindex, httpsem
+from cache_proxy.routing import Target
+from cache_proxy.upstream import NotFound, UpstreamError
+from cache_proxy.verify import Expect, Hasher
+
+if TYPE_CHECKING:
+    from cache_proxy.cache import Cache
+
+log = logging.getLogger("cache_proxy.recorder")
+
+ROOTS: Final = ("InRelease", "Release", "Release.gpg")
+CONSISTENCY_TRIES: Final = 3
+MAX_ROOT_BYTES: Final = 64 << 20
+
+
+async def _fetch_small(cache: Cache, target: Target) -> tuple[bytes, float | None] | None:
+    """Whole body of a small file, Content-Length checked; None if upstream has none."""
+    urls = cache._urls(target, target.ts, target.quoted_path)
+
+    async def on_body(resp: aiohttp.ClientResponse) -> tuple[bytes, float | None]:
+        if (resp.content_length or 0) > MAX_ROOT_BYTES:
+            raise UpstreamError(f"{target.path} is implausibly large")
+        data = await resp.read()
+        cache.metrics.inc("upstream_bytes_total", len(data))
+        hasher = Hasher(Expect(), resp.content_length)
+        hasher.update(data)
+        hasher.finish()  # raises VerifyError (retried) when truncated
+        return data, httpsem.parse_http_date(resp.headers.get("Last-Modified"))
+
+    async def on_redirect(url: URL) -> tuple[bytes, float | None] | None:
+        return None
+
+    try:
+        return await cache.upstream.fetch(urls, on_body, on_redirect)
+    except NotFound:
+        return None
+
+
+def _consistent(inrelease: bytes | None, release: bytes | None) -> bool:
+    if inrelease is None or release is None:
+        return True
+    body = debindex.release_text(inrelease).strip()
+    return body == release.decode("utf-8", errors="replace").strip()
+
+
+def _same_state(
+    anchor_name: str, anchor: bytes, fresh: dict[str, tuple[bytes, float | None] | None]
+) -> bool:
+    """Does the mirror still serve the state frozen as ``anchor``?"""
+    inr, rel = fresh["InRelease"], fresh["Release"]
+    if anchor_name == "InRelease":
+        if inr is not None:
+            return inr[0] == anchor
+        return rel is not None and _consistent(anchor, rel[0])
+    if rel is not None:
+        return rel[0] == anchor
+    return inr is not None and _consistent(inr[0], anchor)
+
+
+async def freeze_suite(cache: Cache, archive: str, ts: str, suite: str) -> None:
+    targets = {name: Target(archive, ts, f"dists/{suite}/{name}") for name in ROOTS}
+    frozen = {name: await cache.cached(t, ts) for name, t in targets.items()}
+    fresh: dict[str, tuple[bytes, float | None] | None] = {}
+    for _ in range(CONSISTENCY_TRIES):
+        fresh = {name: await _fetch_small(cache, t) for name, t in targets.items()}
+        inr, rel = fresh["InRelease"], fresh["Release"]
+        if _consistent(inr[0] if inr else None, rel[0] if rel else None):
+            break
+        log.info("recorder: %s/%s changed while freezing; fetching again", archive, suite)
+    else:
+        raise UpstreamError(f"mirror keeps changing {archive}/dists/{suite}", 503)
+    if all(v is None for v in fresh.values()) and all(v is None for v in frozen.values()):
+        raise NotFound(f"{archive}/dists/{suite} has no InRelease or Release upstream")
+    anchor_name = "InRelease" if frozen["InRelease"] is not None else "Release"
+    anchor = frozen[anchor_name]
+    same_state = True
+    if anchor is not None:
+        loop = asyncio.get_running_loop()
+        anchor_bytes = await loop.run_in_executor(None, cache.blob_path(anchor.sha256).read_bytes)
+        same_state = _same_state(anchor_name, anchor_bytes, fresh)
+    for name in ROOTS:
+        got = fresh[name]
+        if frozen[name] is not None or got is None or not same_state:
+            continue
+        row = await cache.store_bytes(targets[name], got[0], got[1])
+        if name in ("InRelease", "Release"):
+            await cache.note_index(targets[name], ts, row)
+    log.info("recorder: froze %s/%s under %s", archive, suite, ts)

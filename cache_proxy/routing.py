@@ -1,0 +1,109 @@
+"""Which archive file a request names: mirror-mode paths and forward-proxy URIs.
+
+Mirror mode is snapshot.debian.org's own layout, ``/archive/<archive>/<ts>/<path>``;
+forward mode receives the same URL in absolute form (RFC 9112 §3.2.2) from apt
+configured with ``Acquire::http::Proxy``. Both become one ``Target``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+from cache_proxy import timestamps
+
+_ARCHIVE_PATH: Final = re.compile(r"^/archive/(?P<archive>[^/]+)/(?P<ts>[^/]+)/(?P<path>.+)$")
+_ARCHIVE_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_BY_HASH: Final = re.compile(
+    r"^dists/.+/by-hash/(?P<algo>MD5Sum|SHA1|SHA256|SHA512)/(?P<hex>[0-9a-f]+)$"
+)
+_RELEASE: Final = re.compile(r"^dists/(?P<suite>[^/]+)/(?P<name>InRelease|Release|Release\.gpg)$")
+_INDEX_NAME: Final = re.compile(r"^(?P<kind>Packages|Sources)(?P<ext>\.xz|\.gz|\.bz2|\.lzma)?$")
+FILE_SHA1: Final = re.compile(r"^/file/(?P<sha1>[0-9a-f]{40})$")
+_UNSAFE_SEGMENTS: Final = frozenset({"", ".", ".."})
+# RFC 3986 §3.3 pchar minus '%': what may stay literal in an upstream path.
+_PATH_SAFE: Final = "/-._~!$&'()*+,;=:@"
+
+
+class BadTarget(ValueError):
+    """The request does not name an archive file we serve."""
+
+
+class Kind(enum.Enum):
+    RELEASE = "release"  # dists/<suite>/{InRelease,Release,Release.gpg}: signed roots
+    BY_HASH = "by-hash"  # dists/.../by-hash/<algo>/<hex>: named by their content
+    INDEX = "index"  # other dists/ files, listed in the suite's Release
+    FILE = "file"  # pool/ and the rest, listed in Packages/Sources
+
+
+@dataclass(frozen=True)
+class Target:
+    archive: str
+    ts: str  # canonical spelling
+    path: str  # relative to the archive root, decoded, no leading '/'
+
+    @property
+    def kind(self) -> Kind:
+        if _RELEASE.match(self.path):
+            return Kind.RELEASE
+        if _BY_HASH.match(self.path):
+            return Kind.BY_HASH
+        if self.path.startswith("dists/"):
+            return Kind.INDEX
+        return Kind.FILE
+
+    @property
+    def suite(self) -> str | None:
+        parts = self.path.split("/")
+        return parts[1] if len(parts) > 2 and parts[0] == "dists" else None
+
+    @property
+    def by_hash(self) -> tuple[str, str] | None:
+        m = _BY_HASH.match(self.path)
+        return (m["algo"], m["hex"]) if m else None
+
+    @property
+    def quoted_path(self) -> str:
+        return quote(self.path, safe=_PATH_SAFE)
+
+    def key(self, ts: str | None = None) -> str:
+        """The alias under which this file is remembered (with ``ts`` if resolved)."""
+        return f"url:{self.archive}/{ts or self.ts}/{self.path}"
+
+    def with_ts(self, ts: str) -> Target:
+        return Target(self.archive, ts, self.path)
+
+
+def index_kind(path: str) -> tuple[str, str] | None:
+    """('Packages'|'Sources', compression extension) if ``path`` names such an index."""
+    m = _INDEX_NAME.match(path.rsplit("/", 1)[-1])
+    return (m["kind"], m["ext"] or "") if m else None
+
+
+def parse_archive_path(path: str, archives: tuple[str, ...]) -> Target:
+    """Parse a decoded ``/archive/<archive>/<ts>/<path>`` request path."""
+    m = _ARCHIVE_PATH.match(path)
+    if m is None:
+        raise BadTarget("not an /archive/<archive>/<timestamp>/<path> URL")
+    archive = m["archive"]
+    if not _ARCHIVE_NAME.match(archive) or archive not in archives:
+        raise BadTarget(f"archive {archive!r} is not served")
+    try:
+        ts = timestamps.canonical(m["ts"])
+    except timestamps.BadTimestamp as exc:
+        raise BadTarget(f"{m['ts']!r} is not a snapshot timestamp") from exc
+    rel = m["path"]
+    segments = rel.split("/")
+    if any(s in _UNSAFE_SEGMENTS for s in segments) or "\\" in rel or "\x00" in rel:
+        raise BadTarget("path has empty, '.' or '..' segments")
+    return Target(archive, ts, rel)
+
+
+def forward_host_allowed(host: str | None, port: int | None, allowed: frozenset[str]) -> bool:
+    """Forward requests may only name our upstreams: we are not an open proxy."""
+    if not host:
+        return False
+    return f"{host.lower()}:{port or 80}" in allowed

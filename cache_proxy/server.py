@@ -1,0 +1,103 @@
+"""Run the proxy: bind, announce the port, serve until SIGTERM/SIGINT, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from cache_proxy.app import AccessLogger, ProxyApp
+from cache_proxy.config import ProxyConfig
+
+log = logging.getLogger("cache_proxy.server")
+SHUTDOWN_TIMEOUT: Final = 5.0
+
+
+def write_port_file(path: Path, address: str) -> None:
+    """Atomically: readers see no file or the whole ``host:port`` line."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(address + "\n")
+    os.replace(tmp, path)
+
+
+def _access_logger(config: ProxyConfig) -> logging.Logger:
+    logger = logging.getLogger("cache_proxy.access")
+    logger.propagate = False
+    logger.handlers.clear()
+    if config.access_log is None:
+        logger.setLevel(logging.WARNING)
+        return logger
+    handler: logging.Handler
+    if config.access_log == "-":
+        handler = logging.StreamHandler()
+    else:
+        handler = logging.FileHandler(config.access_log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+class ProxyServer:
+    """The proxy on a socket; ``start`` returns once it is listening and ready."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.proxy = ProxyApp(config)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        host = self.config.host
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        return f"[{shown}]:{self.port}" if ":" in shown else f"{shown}:{self.port}"
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(
+            self.proxy.make_app(),
+            access_log_class=AccessLogger,
+            access_log=_access_logger(self.config),
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            handler_cancellation=False,  # a client leaving never cancels a download
+        )
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, backlog=1024, reuse_address=True
+        )
+        await site.start()
+        server = site._server
+        assert server is not None
+        for sock in getattr(server, "sockets", ()):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                self.port = int(sock.getsockname()[1])
+                break
+        if self.config.port_file is not None:
+            write_port_file(self.config.port_file, self.address)
+        log.info("cache proxy listening on %s (cache %s)", self.address, self.config.cache_dir)
+        return self.address
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve_forever(config: ProxyConfig) -> None:
+    server = ProxyServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("cache proxy stopping")
+        await server.stop()

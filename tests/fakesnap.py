@@ -1,0 +1,404 @@
+"""A small but faithful fake of snapshot.debian.org (and of a plain Debian mirror).
+
+    runs = make_runs("debian", "bookworm", ["20240101T000000Z", "20240102T000000Z"])
+    fake = FakeSnapshot({"debian": runs})
+    await fake.start()          # fake.snapshot_base == "http://127.0.0.1:PORT/archive/"
+    fake.inject("*/pool/*", "503", times=2)
+    ...
+    fake.count("/file/<sha1>")  # requests seen per path
+    await fake.stop()
+
+Snapshot layout (``/archive/<archive>/<ts>/<path>``): any spelling of an instant
+resolves to the newest run not after it, by a 301 to the run's own spelling; files
+of a run answer ``302 /file/<sha1>`` (pool files always, dists files if
+``redirect_dists``); ``/file/<sha1>`` serves the bytes. Plain-mirror layout
+(``/mirror/<archive>/<path>``) serves the *current* run (``advance()`` moves it
+on) and keeps older runs' by-hash files, as real mirrors do.
+
+Faults, injected per path glob, each for ``times`` requests: ``429`` (with
+Retry-After), ``503``, ``reset`` (connection closed, no answer), ``truncate``
+(half the body, then close), ``corrupt`` (right length, wrong bytes), ``slow``
+(body trickles out in chunks ``delay`` seconds apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bz2
+import email.utils
+import fnmatch
+import gzip
+import hashlib
+import io
+import lzma
+import random
+import re
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+TS_FORMAT = "%Y%m%dT%H%M%SZ"
+_TS = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(?:[Tt](\d{2}):?(\d{2})?:?(\d{2})?)?[Zz]?$")
+
+
+def parse_ts(text: str) -> datetime | None:
+    m = _TS.match(text)
+    if not m:
+        return None
+    parts = [int(x) if x else 0 for x in m.groups()]
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+# ------------------------------------------------------------------ archives
+def make_deb(name: str, version: str, arch: str = "all", payload: bytes = b"") -> bytes:
+    """A real, minimal .deb (ar: debian-binary, control.tar.gz, data.tar.gz), deterministic."""
+
+    def tar(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with (
+            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf,
+        ):
+            for path, data in members.items():
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    control = (
+        f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
+        f"Maintainer: Fake <fake@example.com>\nDescription: fake package {name}\n"
+    ).encode()
+    members = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.gz", tar({"./control": control})),
+        ("data.tar.gz", tar({f"./usr/share/{name}/payload": payload})),
+    ]
+    out = io.BytesIO(b"!<arch>\n")
+    for member, data in members:
+        out.write(f"{member:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode())
+        out.write(data)
+        if len(data) % 2:
+            out.write(b"\n")
+    return out.getvalue()
+
+
+@dataclass
+class Run:
+    archive: str
+    ts: str  # canonical
+    files: dict[str, bytes] = field(default_factory=dict)  # archive-relative path -> bytes
+
+    @property
+    def when(self) -> datetime:
+        when = parse_ts(self.ts)
+        assert when is not None
+        return when
+
+
+def _release(suite: str, date: datetime, indexes: dict[str, bytes]) -> bytes:
+    lines = [
+        "Origin: Debian",
+        "Label: Debian",
+        "Suite: stable",
+        f"Codename: {suite}",
+        f"Date: {email.utils.format_datetime(date, usegmt=True)}",
+        "Acquire-By-Hash: yes",
+        "Architectures: amd64 all",
+        "Components: main",
+        "Description: fake archive for reprobase tests",
+        "SHA256:",
+    ]
+    for path, data in sorted(indexes.items()):
+        lines.append(f" {sha256(data)} {len(data):>8} {path}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def fake_clearsign(release: bytes) -> bytes:
+    """InRelease-shaped (RFC 4880 §7), the signature is not real."""
+    return (
+        b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
+        + release
+        + b"-----BEGIN PGP SIGNATURE-----\n\nZmFrZQ==\n-----END PGP SIGNATURE-----\n"
+    )
+
+
+def fake_detached(release: bytes) -> bytes:
+    return (
+        b"-----BEGIN PGP SIGNATURE-----\n\n"
+        + sha256(release).encode()
+        + b"\n-----END PGP SIGNATURE-----\n"
+    )
+
+
+def make_runs(
+    archive: str,
+    suite: str,
+    timestamps: list[str],
+    packages: int = 6,
+    size: int = 4096,
+    changed_per_run: int = 1,
+    extra: dict[str, bytes] | None = None,
+    seed: int = 1,
+    arch: str = "amd64",
+) -> list[Run]:
+    """Runs of one suite; each run changes ``changed_per_run`` packages, shares the rest.
+
+    ``extra`` pool files (path -> bytes) are listed in Packages of every run.
+    """
+    rng = random.Random(seed)
+    versions = {f"pkg{i}": 1 for i in range(packages)}
+    payloads: dict[tuple[str, int], bytes] = {}
+    runs = []
+    for n, ts in enumerate(timestamps):
+        if n:
+            for name in rng.sample(sorted(versions), min(changed_per_run, packages)):
+                versions[name] += 1
+        run = Run(archive, ts)
+        stanzas = []
+        for name, ver in sorted(versions.items()):
+            if (name, ver) not in payloads:
+                payloads[(name, ver)] = rng.randbytes(size)
+            deb = make_deb(name, f"{ver}.0", "all", payloads[(name, ver)])
+            path = f"pool/main/{name[0]}/{name}/{name}_{ver}.0_all.deb"
+            run.files[path] = deb
+            stanzas.append(_stanza(name, f"{ver}.0", path, deb))
+        for path, data in sorted((extra or {}).items()):
+            run.files[path] = data
+            base = path.rsplit("/", 1)[-1].split("_")[0]
+            stanzas.append(_stanza(base, "1.0", path, data))
+        packages_text = "\n".join(stanzas).encode()
+        comp = f"main/binary-{arch}"
+        indexes = {
+            f"{comp}/Packages": packages_text,
+            f"{comp}/Packages.xz": lzma.compress(packages_text),
+            f"{comp}/Packages.gz": gzip.compress(packages_text, mtime=0),
+            f"{comp}/Packages.bz2": bz2.compress(packages_text),
+        }
+        for rel, data in indexes.items():
+            run.files[f"dists/{suite}/{rel}"] = data
+            d = rel.rsplit("/", 1)[0]
+            run.files[f"dists/{suite}/{d}/by-hash/SHA256/{sha256(data)}"] = data
+        release = _release(suite, run.when, indexes)
+        run.files[f"dists/{suite}/Release"] = release
+        run.files[f"dists/{suite}/InRelease"] = fake_clearsign(release)
+        run.files[f"dists/{suite}/Release.gpg"] = fake_detached(release)
+        runs.append(run)
+    return runs
+
+
+def _stanza(name: str, version: str, path: str, data: bytes) -> str:
+    return (
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        f"Maintainer: Fake <fake@example.com>\nInstalled-Size: 1\n"
+        f"Filename: {path}\nSize: {len(data)}\nMD5sum: {hashlib.md5(data).hexdigest()}\n"
+        f"SHA256: {sha256(data)}\nDescription: fake package {name}\n"
+    )
+
+
+# -------------------------------------------------------------------- server
+@dataclass
+class Fault:
+    pattern: str
+    kind: str  # 429 | 503 | reset | truncate | corrupt | slow
+    times: int = 1
+    retry_after: str | None = None
+    delay: float = 0.05
+
+
+class FakeSnapshot:
+    """The fake server. ``runs``: archive -> runs in time order."""
+
+    def __init__(
+        self, runs: dict[str, list[Run]], redirect_dists: bool = False, chunk: int = 16384
+    ) -> None:
+        self.runs = {a: sorted(rs, key=lambda r: r.ts) for a, rs in runs.items()}
+        self.redirect_dists = redirect_dists
+        self.chunk = chunk
+        self.by_sha1: dict[str, bytes] = {}
+        for rs in self.runs.values():
+            for run in rs:
+                for data in run.files.values():
+                    self.by_sha1[sha1(data)] = data
+        self.current = {a: 0 for a in self.runs}  # plain-mirror layout: index of the current run
+        self.requests: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.bytes_sent = 0
+        self.faults: list[Fault] = []
+        self.slow_seconds = 0.0  # whole-body delay for every body (cold-miss benchmark)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- control
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def snapshot_base(self) -> str:
+        return f"{self.origin}/archive/"
+
+    @property
+    def mirror_base(self) -> str:
+        return f"{self.origin}/mirror/"
+
+    def inject(
+        self,
+        pattern: str,
+        kind: str,
+        times: int = 1,
+        retry_after: str | None = None,
+        delay: float = 0.05,
+    ) -> Fault:
+        fault = Fault(pattern, kind, times, retry_after, delay)
+        self.faults.append(fault)
+        return fault
+
+    def advance(self, archive: str = "debian") -> None:
+        """Plain-mirror layout: the mirror moves on to its next run."""
+        self.current[archive] = min(self.current[archive] + 1, len(self.runs[archive]) - 1)
+
+    def count(self, pattern: str) -> int:
+        """Requests seen whose path matches the glob ``pattern``."""
+        return sum(n for p, n in self.requests.items() if fnmatch.fnmatchcase(p, pattern))
+
+    def reset_counts(self) -> None:
+        self.requests.clear()
+        self.statuses.clear()
+        self.bytes_sent = 0
+
+    def resolve(self, archive: str, ts: str) -> Run | None:
+        when = parse_ts(ts)
+        if when is None or archive not in self.runs:
+            return None
+        older = [r for r in self.runs[archive] if r.when <= when]
+        return older[-1] if older else None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/archive/{archive}/{ts}/{path:.+}", self._archive)
+        app.router.add_get("/file/{sha1}", self._file)
+        app.router.add_get("/mirror/{archive}/{path:.+}", self._mirror)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self.snapshot_base
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- handlers
+    def _fault(self, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fnmatch.fnmatchcase(path, fault.pattern):
+                fault.times -= 1
+                return fault
+        return None
+
+    def _note(self, request: web.Request) -> Fault | None:
+        self.requests[request.path] += 1
+        return self._fault(request.path)
+
+    async def _archive(self, request: web.Request) -> web.StreamResponse:
+        fault = self._note(request)
+        archive, ts, path = (request.match_info[k] for k in ("archive", "ts", "path"))
+        run = self.resolve(archive, ts)
+        if run is None:
+            return self._status(404)
+        if ts != run.ts:
+            raise web.HTTPMovedPermanently(f"/archive/{archive}/{run.ts}/{path}")
+        data = run.files.get(path)
+        if data is None:
+            return self._status(404)
+        if path.startswith("pool/") or self.redirect_dists:
+            if fault is not None and fault.kind in ("429", "503", "reset"):
+                return await self._body(request, data, run.when, fault)
+            raise web.HTTPFound(f"/file/{sha1(data)}")
+        return await self._body(request, data, run.when, fault)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        fault = self._note(request)
+        data = self.by_sha1.get(request.match_info["sha1"])
+        if data is None:
+            return self._status(404)
+        return await self._body(request, data, datetime(2024, 1, 1, tzinfo=UTC), fault)
+
+    async def _mirror(self, request: web.Request) -> web.StreamResponse:
+        fault = self._note(request)
+        archive, path = request.match_info["archive"], request.match_info["path"]
+        runs = self.runs.get(archive)
+        if not runs:
+            return self._status(404)
+        cur = self.current[archive]
+        data = runs[cur].files.get(path)
+        if data is None and "/by-hash/" in path:
+            data = next((r.files[path] for r in runs[:cur] if path in r.files), None)
+        if data is None or (path.startswith("pool/") and not self._in_any(runs[: cur + 1], path)):
+            return self._status(404)
+        return await self._body(request, data, runs[cur].when, fault)
+
+    @staticmethod
+    def _in_any(runs: list[Run], path: str) -> bool:
+        return any(path in r.files for r in runs)
+
+    def _status(self, status: int, headers: dict[str, str] | None = None) -> web.Response:
+        self.statuses[status] += 1
+        return web.Response(status=status, text=f"{status}\n", headers=headers)
+
+    async def _body(
+        self, request: web.Request, data: bytes, when: datetime, fault: Fault | None
+    ) -> web.StreamResponse:
+        kind = fault.kind if fault else None
+        if kind == "429":
+            hdr = {"Retry-After": fault.retry_after} if fault and fault.retry_after else None
+            return self._status(429, hdr)
+        if kind == "503":
+            return self._status(503)
+        if kind == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
+        self.statuses[200] += 1
+        body = data
+        if kind == "corrupt":
+            mid = len(data) // 2
+            body = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
+        resp = web.StreamResponse(
+            headers={
+                "Last-Modified": email.utils.format_datetime(when, usegmt=True),
+                "Content-Type": "application/octet-stream",
+            }
+        )
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        end = len(body) // 2 if kind == "truncate" else len(body)
+        delay = fault.delay if kind == "slow" and fault else 0.0
+        pieces = max(1, -(-end // self.chunk))
+        per_piece = self.slow_seconds / pieces if self.slow_seconds else 0.0
+        for off in range(0, end, self.chunk):
+            if delay or per_piece:
+                await asyncio.sleep(delay or per_piece)
+            piece = body[off : min(end, off + self.chunk)]
+            await resp.write(piece)
+            self.bytes_sent += len(piece)
+        if kind == "truncate":
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        await resp.write_eof()
+        return resp
