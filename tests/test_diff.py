@@ -31,6 +31,7 @@ from tests.diff_fixtures import (
 
 GOLDEN = Path(__file__).parent / "golden" / "diff"
 LAYER0 = "linux/amd64 layer 0"
+FILE_245 = "file, mode 0644, 0:0, 245 bytes"
 
 
 def rows(report: DiffReport) -> list[tuple[Any, ...]]:
@@ -131,9 +132,9 @@ def test_added_removed_owner_link_xattr(tmp_path: Path) -> None:
         (LAYER0, "/etc/shadow", "uname", "changed", "root", "lp"),
         (LAYER0, "/usr/bin/tool", "xattr security.capability", "changed", None, "01"),
         (LAYER0, "/usr/bin/tool-link", "link target", "changed", "tool", "tool2"),
-        (LAYER0, "/usr/share/doc/pkg/changelog.gz", "", "removed", "file, mode 0644, 0:0, 245 bytes", None),
+        (LAYER0, "/usr/share/doc/pkg/changelog.gz", "", "removed", FILE_245, None),
         (LAYER0, "/var/log/dpkg.log", "", "added", None, "file, mode 0644, 0:0, 10 bytes"),
-    ]  # fmt: skip
+    ]
 
 
 def test_type_change(tmp_path: Path) -> None:
@@ -208,7 +209,8 @@ def test_reordered_tar(tmp_path: Path) -> None:
     report = diff_images(a, b)
     assert rows(report) == [(LAYER0, "tar", "entry order", "changed", None, None)]
     assert report.differences[0].level is Level.LAYER
-    assert report.differences[0].note is not None and "(first at entry 0: /etc in A, /var/log in B)" in report.differences[0].note  # fmt: skip
+    note = report.differences[0].note
+    assert note is not None and "(first at entry 0: /etc in A, /var/log in B)" in note
     sem = diff_images(a, b, semantic=True)
     assert sem.identical and [g.category for g in sem.ignored] == [Category.ENTRY_ORDER]
 
@@ -261,7 +263,8 @@ def test_gzip_header_of_layer(tmp_path: Path) -> None:
         tmp_path / "b", [Image((type(lay)(gz(tar, mtime=SDE), lay.diff_id, lay.media_type),))]
     )
     assert rows(diff_images(a, b)) == [
-        (LAYER0, "compression", "gzip header", "changed", "mtime 0, OS 255, XFL 0", f"mtime {SDE}, OS 255, XFL 0")
+        (LAYER0, "compression", "gzip header", "changed", "mtime 0, OS 255, XFL 0",
+         f"mtime {SDE}, OS 255, XFL 0"),
     ]  # fmt: skip
 
 
@@ -297,7 +300,8 @@ def test_config_env_created_history(tmp_path: Path) -> None:
          '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]', '["PATH=/bin"]'),
         (c, "created", "", "changed", "2023-11-14T22:13:20Z", "2023-11-15T22:13:20Z"),
         (c, "history[0].created", "", "changed", "2023-11-14T22:13:20Z", "2023-11-15T22:13:20Z"),
-        (c, "history[0].created_by", "", "changed", "reprobase build images/bookworm.toml", "other"),
+        (c, "history[0].created_by", "", "changed", "reprobase build images/bookworm.toml",
+         "other"),
     ]  # fmt: skip
     assert report.levels == (Level.CONFIG,)
     sem = diff_images(a, b, semantic=True)
@@ -382,8 +386,8 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     doc = json.loads(capsys.readouterr().out)
     assert doc["identical"] is False and doc["levels"] == ["file"]
     assert doc["differences"] == [{
-        "level": "file", "where": LAYER0, "subject": "/etc/passwd", "field": "mode", "kind": "changed",
-        "a": "0644", "b": "0600", "category": "behaviour",
+        "level": "file", "where": LAYER0, "subject": "/etc/passwd", "field": "mode",
+        "kind": "changed", "a": "0644", "b": "0600", "category": "behaviour",
     }]  # fmt: skip
     assert main(["diff", str(a), str(b), "--summary"]) == 1
     assert capsys.readouterr().out.splitlines()[1] == f"  {LAYER0}: /etc/passwd (mode)"
@@ -393,7 +397,10 @@ def test_cli_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     a = simple(tmp_path / "a", base_files())
     assert main(["diff", str(a), str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {tmp_path}/nope: no such file or directory (hint: pass an OCI layout directory, an image archive tar or a registry reference)\n"  # fmt: skip
+    assert err == (
+        f"error: {tmp_path}/nope: no such file or directory (hint: pass an OCI layout "
+        "directory, an image archive tar or a registry reference)\n"
+    )
 
 
 def test_cli_not_an_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -145,12 +145,24 @@ class TarReader:
 
     def next(self) -> Entry | None:
         """The next entry (skipping unread content), or None at the end of the archive."""
+        try:
+            return self._next()
+        except ValueError as exc:  # a number or pax record that does not parse
+            raise UserError(
+                f"{self.label}: corrupt tar header before byte {self.pos} ({exc})"
+            ) from None
+
+    def _next(self) -> Entry | None:
         self._finish_entry()
         local: dict[str, bytes] = {}
         fmt = ""
         while True:
             header = self.stream.read(BLOCK)
-            if len(header) < BLOCK or header == bytes(BLOCK):
+            if 0 < len(header) < BLOCK:
+                raise UserError(
+                    f"{self.label}: tar stream truncated at byte {self.pos + len(header)}"
+                )
+            if not header or header == bytes(BLOCK):
                 self.pos += len(header)
                 return None
             self.pos += BLOCK
@@ -168,7 +180,10 @@ class TarReader:
                 return self._entry(header, {**self.globals, **local}, fmt)
 
     def _check(self, header: bytes) -> None:
-        stored = _num(header[148:156])
+        try:
+            stored = _num(header[148:156])
+        except ValueError:
+            stored = -1
         computed = sum(header[:148]) + 8 * 32 + sum(header[156:])
         high = sum(1 for b in header[:148] + header[156:] if b > 127)
         signed = computed - 256 * high  # some old tars summed signed chars
