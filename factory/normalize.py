@@ -44,10 +44,12 @@ REMOVE_FILES = (
 EMPTY_DIRS = (
     "var/lib/apt/lists",  # index files named after the build-time mirror URL
     "var/cache/apt",  # pkgcache.bin/srcpkgcache.bin are mmap dumps; downloaded .debs
-    "tmp",
     "var/tmp",
+    # Not /tmp: mmdebstrap keeps its own apt.conf (with Dir pointing at the chroot) there
+    # until its cleanup step; deleting it makes that step's `apt-get update` run against
+    # the build host's apt state and wipe the host's package lists. mmdebstrap empties
+    # /tmp itself afterwards.
 )
-SHADOW_FILES = ("etc/shadow", "etc/gshadow")
 
 
 def _remove(root: Path, rels: Iterable[str]) -> None:

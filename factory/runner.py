@@ -104,3 +104,27 @@ def output(
 ) -> str:
     """Run argv and return its stdout as text."""
     return run(argv, env=env, cwd=cwd, capture=True).stdout.decode("utf-8", "replace")
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running helper (e.g. the cache proxy); its output goes to log_path."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("spawn: %s", shlex.join(args))
+    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            args,
+            env=dict(env) if env is not None else clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if log_path and not isinstance(out, int):
+            out.close()

@@ -1,0 +1,112 @@
+"""Image metadata: config, manifest and index JSON, and what makes an image self-describing.
+
+Pure functions from build facts to JSON objects; factory.oci writes them.
+Nothing here may read the clock or the host: `created` is SOURCE_DATE_EPOCH.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from factory import __version__
+from factory.arch import Architecture
+from factory.canonical import canonical_json
+from factory.layer import LayerResult
+from factory.oci import MT_INDEX, MT_MANIFEST, Descriptor
+from factory.recipe import Recipe
+from factory.snapshot import Timestamp, snapshot_url
+
+LABEL_PREFIX = "org.reprobase."
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the packages came from and which tools made the bytes."""
+
+    packages_from: str  # "snapshot.debian.org", "recorded-mirror", "mirror"
+    mirror: str | None  # the mirror's URL when not snapshot.debian.org (never a loopback proxy)
+    mmdebstrap: str
+    compressor: str  # e.g. "gzip level 3 (isal 1.9.1)"
+
+
+def iso(ts: Timestamp) -> str:
+    return ts.when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rebuild_command(recipe: Recipe, pin: Timestamp, arches: list[Architecture],
+                    prov: Provenance) -> str:
+    argv = ["reprobase", "build", recipe.ref, "--snapshot", pin.text,
+            "--arch", ",".join(a.debian for a in arches)]
+    if prov.packages_from == "recorded-mirror":
+        argv += ["--upstream", "record"]
+    elif prov.packages_from == "mirror" and prov.mirror:
+        argv += ["--mirror", prov.mirror]
+    return shlex.join(argv)
+
+
+def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict[str, str]:
+    """Standard org.opencontainers.image.* annotations (annotations.md) plus our recipe."""
+    ann = {
+        "org.opencontainers.image.created": iso(pin),
+        "org.opencontainers.image.title": recipe.ref,
+        "org.opencontainers.image.description": recipe.description or recipe.ref,
+        "org.opencontainers.image.version": f"{recipe.tag}-{pin.text}",
+        "org.opencontainers.image.source": snapshot_url("debian", pin),
+        "org.opencontainers.image.licenses": "LicenseRef-Debian-DFSG",
+        "org.opencontainers.image.vendor": "reprobase",
+        LABEL_PREFIX + "recipe": canonical_json(recipe.to_json()).decode(),
+        LABEL_PREFIX + "recipe.digest": recipe.digest(),
+        LABEL_PREFIX + "snapshot": pin.text,
+        LABEL_PREFIX + "source-date-epoch": str(pin.epoch),
+        LABEL_PREFIX + "version": __version__,
+        LABEL_PREFIX + "mmdebstrap.version": prov.mmdebstrap,
+        LABEL_PREFIX + "compressor": prov.compressor,
+        LABEL_PREFIX + "packages-from": prov.packages_from,
+    }
+    if prov.mirror:
+        ann[LABEL_PREFIX + "mirror"] = prov.mirror
+    return ann
+
+
+def image_config(recipe: Recipe, pin: Timestamp, arch: Architecture, layer: LayerResult,
+                 prov: Provenance, packages_digest: str) -> dict[str, Any]:
+    labels = common_annotations(recipe, pin, prov)
+    labels[LABEL_PREFIX + "architecture"] = arch.debian
+    labels[LABEL_PREFIX + "packages.digest"] = packages_digest
+    cmd = rebuild_command(recipe, pin, [arch], prov)
+    labels[LABEL_PREFIX + "rebuild"] = cmd
+    cfg: dict[str, Any] = {
+        **arch.to_oci(),
+        "created": iso(pin),
+        "config": {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["bash"], "Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{
+            "created": iso(pin),
+            "created_by": cmd,
+            "comment": f"mmdebstrap {prov.mmdebstrap}, {prov.compressor}; "
+                       f"recipe {recipe.digest()}; rebuild: reprobase reproduce IMAGE",
+        }],
+    }
+    return cfg
+
+
+def image_manifest(config: Descriptor, layer: Descriptor, annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": config.to_json(),
+        "layers": [layer.to_json()],
+        "annotations": annotations,
+    }
+
+
+def image_index(manifests: list[Descriptor], annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schemaVersion": 2,
+        "mediaType": MT_INDEX,
+        "manifests": [m.to_json() for m in manifests],
+        "annotations": annotations,
+    }

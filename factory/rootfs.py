@@ -1,0 +1,151 @@
+"""Root filesystem with mmdebstrap: no container daemon, bit-identical given SOURCE_DATE_EPOCH.
+
+`mmdebstrap_argv` is pure (what to run); `bootstrap` runs it through factory.runner.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory import runner
+from factory.arch import Architecture
+from factory.buildenv import BuildEnv, faketime_lib
+from factory.recipe import Recipe
+from factory.snapshot import Timestamp, has_security, snapshot_sources, snapshot_url
+
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """Where packages come from during the build (never what the image's sources say)."""
+
+    kind: str  # "snapshot" (snapshot.debian.org, possibly via the proxy) or "mirror"
+    debian_url: str
+    security_url: str | None
+    proxy: str | None = None  # http://127.0.0.1:PORT/ — build time only
+
+    @classmethod
+    def snapshot(cls, ts: Timestamp, proxy: str | None) -> AptSource:
+        return cls("snapshot", snapshot_url("debian", ts), snapshot_url("debian-security", ts), proxy)
+
+    @classmethod
+    def mirror(cls, url: str, security_url: str | None = None, proxy: str | None = None) -> AptSource:
+        return cls("mirror", url.rstrip("/") + "/", security_url, proxy)
+
+    def lines(self, suite: str, components: tuple[str, ...]) -> list[str]:
+        comps = " ".join(components)
+        opt = "[check-valid-until=no] " if self.kind == "snapshot" else ""
+        out = [f"deb {opt}{self.debian_url} {s} {comps}" for s in (suite, f"{suite}-updates")]
+        if self.security_url and has_security(suite):
+            out.append(f"deb {opt}{self.security_url} {suite}-security {comps}")
+        return out
+
+
+@dataclass(frozen=True)
+class RootfsJob:
+    recipe: Recipe
+    arch: Architecture
+    pin: Timestamp
+    source: AptSource
+    env: BuildEnv
+    workdir: Path  # private to this build: sources file, output tar
+
+    @property
+    def tar_path(self) -> Path:
+        return self.workdir / "rootfs.tar"
+
+    @property
+    def sources_path(self) -> Path:
+        return self.workdir / "debian.sources"
+
+
+def _hook(*argv: str) -> str:
+    # mmdebstrap runs hooks with `sh -c CMD exec ROOTDIR`: "$1" is the chroot.
+    return " ".join(shlex.quote(a) if a != '"$1"' else a for a in argv)
+
+
+def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
+    r = job.recipe
+    argv = [
+        "mmdebstrap",
+        f"--mode={'root' if root_mode else 'unshare'}",
+        f"--variant={r.variant}",
+        f"--architectures={job.arch.debian}",
+        f"--components={','.join(r.components)}",
+        f"--keyring={KEYRING}",
+        "--format=tar",
+        "--aptopt=Acquire::Languages \"none\"",
+        "--aptopt=Acquire::Retries \"3\"",
+    ]
+    if job.source.kind == "snapshot":
+        argv.append("--aptopt=Acquire::Check-Valid-Until \"false\"")
+    if job.source.proxy:
+        argv.append(f"--aptopt=Acquire::http::Proxy \"{job.source.proxy}\"")
+    if r.packages:
+        argv.append(f"--include={','.join(r.packages)}")
+    if r.slim:
+        argv += [f"--dpkgopt={o}" for o in r.slim.dpkg_options()]
+    lib = faketime_lib() if job.env.clock_offset_days else None
+    if lib:
+        # Maintainer scripts run in the chroot: they see the shifted clock only if
+        # the preloaded library exists there too. Removed again before the tar.
+        d = os.path.dirname(lib)
+        argv.append(f"--setup-hook=mkdir -p \"$1{d}\" && cp {shlex.quote(lib)} \"$1{d}/\"")
+    argv.append(
+        "--customize-hook="
+        + _hook(sys.executable, "-m", "factory.normalize", '"$1"', "--epoch", str(job.pin.epoch),
+                "--sources-file", str(job.sources_path))
+    )
+    if lib:
+        argv.append(f"--customize-hook=rm -rf \"$1{os.path.dirname(os.path.dirname(lib))}/faketime\"")
+    argv += [r.suite, str(job.tar_path)]
+    argv += job.source.lines(r.suite, r.components)
+    return argv
+
+
+def build_env_vars(job: RootfsJob) -> dict[str, str]:
+    e = job.env
+    env = {
+        "SOURCE_DATE_EPOCH": str(job.pin.epoch),  # every chroot command must see it (useradd)
+        "TZ": e.tz,
+        "LANG": e.lang,
+        "LC_ALL": e.lang,
+        "PATH": runner.BASE_ENV["PATH"],
+        "TMPDIR": str(job.workdir / "tmp"),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "HOME": str(job.workdir),
+    }
+    lib = faketime_lib() if e.clock_offset_days else None
+    if lib:
+        env["LD_PRELOAD"] = lib
+        env["FAKETIME"] = f"+{e.clock_offset_days}d"
+        env["NO_FAKE_STAT"] = "1"  # else every file mtime tar reads is shifted too
+        env["DONT_FAKE_MONOTONIC"] = "1"
+    env.update(e.extra_env)
+    return env
+
+
+def bootstrap(job: RootfsJob) -> Path:
+    job.workdir.mkdir(parents=True, exist_ok=True)
+    (job.workdir / "tmp").mkdir(exist_ok=True)
+    job.sources_path.write_text(snapshot_sources(job.recipe.suite, job.recipe.components, job.pin))
+    root_mode = os.geteuid() == 0
+    argv = mmdebstrap_argv(job, root_mode)
+    if job.env.hostname and root_mode:
+        argv = ["unshare", "--uts", "--", sys.executable, "-m", "factory.varyenv",
+                "--hostname", job.env.hostname, "--umask", f"{job.env.umask:04o}", "--", *argv]
+    else:
+        argv = [sys.executable, "-m", "factory.varyenv", "--umask", f"{job.env.umask:04o}",
+                "--", *argv]
+    runner.run(argv, env=build_env_vars(job), cwd=job.workdir)
+    return job.tar_path
+
+
+def mmdebstrap_version() -> str:
+    out = runner.output(["mmdebstrap", "--version"]).strip()
+    return out.split()[-1] if out else "unknown"

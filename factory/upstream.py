@@ -1,0 +1,129 @@
+"""Where a build's packages come from: resolved in one place, in one documented order.
+
+1. `--mirror URL`: a plain Debian archive, used directly (the image records it).
+2. `--proxy URL`: an already running reprobase cache proxy; `--upstream` says what
+   it serves (snapshot or record), for the image's provenance.
+3. Otherwise a cache proxy is started for the build, on loopback, with
+   `--upstream`: `snapshot` (snapshot.debian.org, strict), `record` (the machine's
+   configured Debian mirror, frozen per timestamp by the proxy's recorder mode)
+   or `auto` (snapshot when reachable, else record, and say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory import proxyctl
+from factory.aptsources import system_debian_mirror
+from factory.errors import UserError
+from factory.rootfs import AptSource
+from factory.snapshot import Timestamp
+
+log = logging.getLogger("reprobase.upstream")
+UPSTREAMS = ("auto", "snapshot", "record")
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    mirror: str | None = None
+    security_mirror: str | None = None
+    proxy: str | None = None
+    upstream: str = "auto"
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    apt: AptSource
+    packages_from: str  # snapshot.debian.org | recorded-mirror | mirror
+    mirror: str | None  # recorded in the image (never a loopback address)
+    proxy: proxyctl.ProxyHandle | None
+
+
+def default_cache_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/cache/reprobase/proxy")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "reprobase" / "proxy"
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL fit to record in an image: never a loopback proxy, never credentials."""
+    if not url or is_loopback_url(url) or url.startswith("file:"):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def mirror_base(mirror_url: str) -> str:
+    """http://H/debian/ -> http://H/: the recorder maps archive <a> to <base><a>/."""
+    u = mirror_url.rstrip("/")
+    if not u.endswith("/debian"):
+        raise UserError(
+            f"cannot record {mirror_url}: its path does not end in /debian/",
+            hint="pass --mirror URL to build from it directly",
+        )
+    return u[: -len("debian")]
+
+
+def choose_upstream(upstream: str) -> tuple[str, bool]:
+    """Returns (proxy upstream base, record?)."""
+    if upstream not in UPSTREAMS:
+        raise UserError(f"unknown --upstream {upstream!r}", hint="use auto, snapshot or record")
+    if upstream == "snapshot":
+        return proxyctl.SNAPSHOT_UPSTREAM, False
+    if upstream == "auto" and proxyctl.snapshot_reachable():
+        return proxyctl.SNAPSHOT_UPSTREAM, False
+    mirror = system_debian_mirror()
+    if upstream == "auto":
+        log.warning(
+            "snapshot.debian.org cannot be reached: recording the machine's configured Debian "
+            "mirror instead (images will say they came from a recorded mirror)"
+        )
+    return mirror_base(mirror), True
+
+
+@contextlib.contextmanager
+def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[ResolvedSource]:
+    if choice.mirror:
+        if choice.proxy:
+            raise UserError("--mirror and --proxy are exclusive",
+                            hint="point --mirror at the proxy, or use --proxy alone")
+        apt = AptSource.mirror(choice.mirror, choice.security_mirror)
+        yield ResolvedSource(apt, "mirror", public_url(choice.mirror), None)
+        return
+    if choice.proxy:
+        if choice.upstream == "auto":
+            raise UserError("--proxy needs --upstream snapshot or --upstream record",
+                            hint="say what the proxy serves, so the image records it")
+        origin = "recorded-mirror" if choice.upstream == "record" else "snapshot.debian.org"
+        yield ResolvedSource(AptSource.snapshot(pin, choice.proxy), origin, None,
+                             proxyctl.ProxyHandle(choice.proxy, None))
+        return
+    base, record = choose_upstream(choice.upstream)
+    cfg = proxyctl.ProxyConfig(choice.cache_dir or default_cache_dir(), base, record,
+                               log_dir / "proxy.log")
+    with proxyctl.running(cfg) as handle:
+        origin = "recorded-mirror" if record else "snapshot.debian.org"
+        yield ResolvedSource(AptSource.snapshot(pin, handle.url), origin,
+                             public_url(base) if record else None, handle)

@@ -1,0 +1,109 @@
+"""The double build: build A plainly, build B in a deliberately different
+environment, compare every digest, and explain any difference.
+
+Nothing is written to the output unless both builds agree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.build import BuildRequest, BuildResult, build, move_layout
+from factory.buildenv import env_a, env_b
+from factory.progress import Progress
+
+
+@dataclass
+class Verdict:
+    a: BuildResult
+    b: BuildResult | None  # None with --once
+    differences: list[str] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # the diff report when they differ
+    report_text: str = ""
+
+    @property
+    def reproducible(self) -> bool:
+        return self.b is not None and not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index_digest": self.a.index_digest,
+            "build_a": {"env": self.a.env.describe(), "digests": self.a.digests()},
+            "verified": self.b is not None,
+            "reproducible": self.reproducible,
+        }
+        if self.b is not None:
+            out["build_b"] = {"env": self.b.env.describe(), "digests": self.b.digests()}
+            out["differences"] = self.differences
+        if self.report is not None:
+            out["diff"] = self.report
+        return out
+
+
+def compare_digests(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Pure: which of index, manifest, config, layer digests differ, as readable lines."""
+    diffs = []
+    if a["index"] != b["index"]:
+        diffs.append(f"index: {a['index']} != {b['index']}")
+    for plat in sorted(set(a["platforms"]) | set(b["platforms"])):
+        pa, pb = a["platforms"].get(plat), b["platforms"].get(plat)
+        if pa is None or pb is None:
+            diffs.append(f"{plat}: only in build {'A' if pb is None else 'B'}")
+            continue
+        for key in ("manifest", "config", "layer", "diff_id"):
+            if pa[key] != pb[key]:
+                diffs.append(f"{plat} {key}: {pa[key]} != {pb[key]}")
+    return diffs
+
+
+def explain(a: Path, b: Path) -> tuple[dict[str, Any] | None, str]:
+    """Ask `reprobase diff` why two layouts differ (its report names the files)."""
+    try:
+        from factory.diffing import diff_images
+    except ImportError:
+        return None, "(no diff engine available)"
+    rep = diff_images(a, b)
+    return rep.to_json(), rep.render_text()
+
+
+def double_build(req: BuildRequest, output: Path, *, once: bool, progress: Progress,
+                 keep_dir: Path | None = None) -> Verdict:
+    base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
+    try:
+        a = build(req, env_a(base / "env"), base / "layout-a", progress)
+        progress.say(f"build A: index {a.index_digest}")
+        if once:
+            move_layout(a.layout, output)
+            a.layout = output
+            return Verdict(a, None)
+        b = build(req, env_b(base / "env"), base / "layout-b", progress)
+        progress.say(f"build B: index {b.index_digest}")
+        verdict = Verdict(a, b, compare_digests(a.digests(), b.digests()))
+        if verdict.differences:
+            with progress.stage("explaining the difference"):
+                verdict.report, verdict.report_text = explain(a.layout, b.layout)
+            keep = keep_dir or output.with_name(output.name + ".mismatch")
+            _keep_evidence(a, b, verdict, keep)
+            return verdict
+        move_layout(a.layout, output)
+        a.layout = output
+        return verdict
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _keep_evidence(a: BuildResult, b: BuildResult, verdict: Verdict, keep: Path) -> None:
+    """A mismatch publishes nothing; both layouts and the report are kept for inspection."""
+    if keep.exists():
+        shutil.rmtree(keep)
+    keep.mkdir(parents=True)
+    move_layout(a.layout, keep / "a")
+    move_layout(b.layout, keep / "b")
+    a.layout, b.layout = keep / "a", keep / "b"
+    (keep / "report.json").write_text(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+    (keep / "report.txt").write_text(verdict.report_text + "\n")
