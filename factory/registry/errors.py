@@ -73,3 +73,11 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, min(float(value), 60.0))
     except ValueError:
         return None  # an HTTP-date; fall back to our own backoff
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of a TaskGroup's exception group: UserErrors stay one line."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

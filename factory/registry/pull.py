@@ -16,6 +16,7 @@ from pathlib import Path
 from factory.errors import UserError
 from factory.oci import ANN_REF_NAME, Descriptor, blob_path, init_layout, write_blob, write_index
 from factory.registry.client import Manifest, Registries, Repository
+from factory.registry.errors import first_error
 from factory.registry.layout import INDEX_TYPES, MANIFEST_TYPES
 from factory.registry.reference import parse_reference
 from factory.registry.session import ClientConfig
@@ -87,10 +88,7 @@ async def pull_to_layout(
         try:
             top = await _pull_manifest(repo, dest, r.reference, sem, report)
         except BaseExceptionGroup as group:
-            first: BaseException = group
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
+            raise first_error(group) from None
     annotations = {ANN_REF_NAME: r.tag} if r.tag else {}
     desc = Descriptor(_media_type(top), top.digest, len(top.data), annotations)
     await asyncio.to_thread(write_index, dest, [desc], {})

@@ -20,6 +20,7 @@ from typing import Any
 from factory.errors import UserError
 from factory.oci import Descriptor, blob_path
 from factory.registry.client import Registries, Repository
+from factory.registry.errors import first_error
 from factory.registry.layout import PushPlan, plan_push
 from factory.registry.reference import Reference, parse_reference
 from factory.registry.session import ClientConfig
@@ -178,10 +179,7 @@ async def _unwrap(coro: Any) -> None:
     try:
         await coro
     except BaseExceptionGroup as group:
-        first: BaseException = group
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        raise first_error(group) from None
 
 
 async def push_layout(
