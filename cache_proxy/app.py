@@ -55,7 +55,7 @@ class AccessLogger(AbstractAccessLogger):
                 str(request.url) if is_forward(request) else request.path_qs,
                 response.status,
                 response.body_length,
-                request.get("cache", "-"),
+                request.get(CACHE_KEY, "-") if isinstance(request, web.Request) else "-",
                 time,
             )
 

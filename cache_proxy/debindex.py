@@ -15,7 +15,7 @@ import lzma
 from pathlib import Path
 from typing import Final
 
-from debian_inspector import debcon, unsign
+from debian_inspector import debcon
 
 Entries = dict[str, tuple[int, str]]
 
@@ -31,11 +31,17 @@ _DECOMPRESS: Final = {
 def release_text(raw: bytes) -> str:
     """The Release paragraph, InRelease's clear-signed wrapper removed (RFC 4880 §7)."""
     text = raw.decode("utf-8", errors="replace")
-    if text.lstrip().startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
-        text = str(unsign.remove_signature(text))
-        # RFC 4880 §7.1: dash-escaped lines start with "- ".
-        text = "\n".join(ln[2:] if ln.startswith("- ") else ln for ln in text.splitlines())
-    return text
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "-----BEGIN PGP SIGNED MESSAGE-----":
+        return text
+    try:
+        start = lines.index("", 1) + 1  # armor headers ("Hash: ...") end at a blank line
+        end = lines.index("-----BEGIN PGP SIGNATURE-----", start)
+    except ValueError:
+        return text
+    # RFC 4880 §7.1: dash-escaped lines start with "- ".
+    body = [ln[2:] if ln.startswith("- ") else ln for ln in lines[start:end]]
+    return "\n".join(body) + "\n"
 
 
 def parse_release(raw: bytes, suite: str) -> Entries:

@@ -133,9 +133,14 @@ async def tee(
                     await flight.changed()  # attempt already over; its successor comes
                     continue
                 reading = att.number
-            if att is not None and fd is not None and att.written > sent:
+            # Hold back the last byte until the download is verified: a client must
+            # not see a complete body (per its Content-Length) that may yet be rejected.
+            limit = att.written if att is not None else 0
+            if att is not None and att.size is not None:
+                limit = min(limit, att.size - 1)
+            if att is not None and fd is not None and limit > sent:
                 chunk = await loop.run_in_executor(
-                    None, os.pread, fd, min(CHUNK, att.written - sent), sent
+                    None, os.pread, fd, min(CHUNK, limit - sent), sent
                 )
                 if chunk:
                     sent += len(chunk)

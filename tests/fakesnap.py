@@ -130,7 +130,7 @@ def fake_clearsign(release: bytes) -> bytes:
     return (
         b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
         + release
-        + b"-----BEGIN PGP SIGNATURE-----\n\nZmFrZQ==\n-----END PGP SIGNATURE-----\n"
+        + b"-----BEGIN PGP SIGNATURE-----\n\nZmFrZQ==\n=ZmFr\n-----END PGP SIGNATURE-----\n"
     )
 
 

@@ -1,0 +1,82 @@
+"""Recorder mode: a plain mirror served under snapshot URLs, frozen per timestamp."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.fakesnap import FakeSnapshot, sha256
+from tests.proxy_fixtures import *  # noqa: F403
+from tests.proxy_fixtures import Proxy
+
+T1 = "20250101T000000Z"
+T2 = "20250102T000000Z"
+PKGS = "dists/bookworm/main/binary-amd64/Packages"
+
+
+async def fetch(http: aiohttp.ClientSession, url: str, **kw: object) -> tuple[int, bytes]:
+    async with http.get(url, **kw) as resp:  # type: ignore[arg-type]
+        return resp.status, await resp.read()
+
+
+async def fetch_like_apt(
+    http: aiohttp.ClientSession, url: str, **kw: object
+) -> tuple[int, bytes, int]:
+    """Retry a body that arrives incomplete, as apt does; (status, body, broken answers)."""
+    broken = 0
+    while True:
+        try:
+            status, body = await fetch(http, url, **kw)
+            return status, body, broken
+        except aiohttp.ClientPayloadError:
+            broken += 1
+            assert broken < 3
+
+
+async def test_freeze_survives_mirror_update(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy(record=True)
+    run0, run1 = fake.runs["debian"][0], fake.runs["debian"][1]
+    status, body = await fetch(http, proxy.archive_url("debian", T1, "dists/bookworm/InRelease"))
+    assert status == 200 and body == run0.files["dists/bookworm/InRelease"]
+    fake.advance("debian")  # the mirror moves on mid-session
+    for name in ("Packages.xz", "Packages.gz"):
+        status, body = await fetch(http, proxy.archive_url("debian", T1, f"{PKGS[:-9]}/{name}"))
+        assert status == 200 and sha256(body) == sha256(run0.files[f"{PKGS}{name[8:]}"])
+    for name in ("Release", "Release.gpg"):
+        status, body = await fetch(http, proxy.archive_url("debian", T1, f"dists/bookworm/{name}"))
+        assert status == 200 and body == run0.files[f"dists/bookworm/{name}"]
+    # a new timestamp freezes the mirror as it is now
+    status, body = await fetch(http, proxy.archive_url("debian", T2, "dists/bookworm/InRelease"))
+    assert status == 200 and body == run1.files["dists/bookworm/InRelease"]
+    # the old timestamp still answers with what it froze
+    status, body = await fetch(http, proxy.archive_url("debian", T1, "dists/bookworm/InRelease"))
+    assert body == run0.files["dists/bookworm/InRelease"]
+    assert fake.count("/mirror/debian/dists/bookworm/InRelease") == 2
+
+
+async def test_record_pool_files_verified_and_forward_mode(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy(record=True)
+    run0 = fake.runs["debian"][0]
+    snap = f"http://snapshot.debian.org/archive/debian/{T1}/"
+    for path in ("dists/bookworm/InRelease", f"{PKGS}.xz"):
+        status, body = await fetch(http, snap + path, proxy=proxy.url)
+        assert status == 200 and body == run0.files[path]
+    pool = [p for p in run0.files if p.startswith("pool/")]
+    fake.inject("/mirror/debian/pool/*", "corrupt", times=1)
+    broken = 0
+    for path in pool:
+        # never a complete 200 with wrong bytes: either cut off, or right
+        status, body, cut = await fetch_like_apt(http, snap + path, proxy=proxy.url)
+        assert status == 200 and body == run0.files[path]
+        broken += cut
+    assert broken <= 1
+    for path in pool:  # hits now
+        status, body = await fetch(http, proxy.archive_url("debian", T1, path))
+        assert body == run0.files[path]
+    assert fake.count("/mirror/debian/pool/*") == len(pool) + 1  # one retry for the corruption
+    assert proxy.metrics.get("verify_failures_total") == 1
+
+
+async def test_record_unknown_suite_is_404(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy(record=True)
+    status, _ = await fetch(http, proxy.archive_url("debian", T1, "dists/nosuch/InRelease"))
+    assert status == 404
