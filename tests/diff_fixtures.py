@@ -243,8 +243,11 @@ def docker_archive(out: Path, img: Image, tag: str = "example:latest") -> Path:
 # --- big synthetic layers (memory test, benchmark) --------------------------------
 
 
-def rootfs_like(total: int, seed: int = 1, change: str | None = None) -> Iterator[F]:
-    """About `total` bytes of a rootfs-like tree, sorted; `change` alters one file."""
+def rootfs_like(
+    total: int, seed: int = 1, change: str | None = None, shuffled: bool = False
+) -> Iterator[F]:
+    """About `total` bytes of a rootfs-like tree, sorted (or not: files of each directory
+    in reverse order); `change` alters one file (same size)."""
     import random
 
     rng = random.Random(seed)
@@ -256,6 +259,7 @@ def rootfs_like(total: int, seed: int = 1, change: str | None = None) -> Iterato
         if d == 0:
             yield F("usr/lib", type="dir", mode=0o755)
         yield F(dname, type="dir", mode=0o755)
+        batch = []
         for i in range(40):
             n = int(rng.lognormvariate(8.5, 1.5)) % (2 << 20)
             text = i % 3 == 0
@@ -263,6 +267,64 @@ def rootfs_like(total: int, seed: int = 1, change: str | None = None) -> Iterato
             path = f"{dname}/f{i:03d}" + (".txt" if text else ".so")
             if path == change:
                 data = data[: len(data) // 2] + b"CHANGED" + data[len(data) // 2 + 7 :]
-            yield F(path, data, mode=0o644 if text else 0o755)
+            batch.append(F(path, data, mode=0o644 if text else 0o755))
             size += n
+        yield from reversed(batch) if shuffled else batch
         d += 1
+
+
+class _HashingWriter(io.RawIOBase):
+    """Hashes what tarfile writes (the diff_id) and passes it to the compressor."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self.out = out
+        self.sha = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.sha.update(b)
+        self.out.write(b)
+        return len(b)
+
+
+def big_layout(layout: Path, files: Iterable[F], arch: str = "amd64") -> Path:
+    """A one-layer layout whose (gzip) layer is streamed to disk, never held in memory."""
+    oci.init_layout(layout)
+    tmp = layout / "layer.tmp"
+    with (
+        tmp.open("wb") as raw,
+        igzip.IGzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as z,
+    ):
+        tee = _HashingWriter(z)  # type: ignore[arg-type]
+        write_tar(tee, files)  # type: ignore[arg-type]
+    digest = oci.sha256_file(tmp)
+    oci.add_blob_file(layout, tmp, digest)
+    lay = _BigLayer(digest, tmp_size(layout, digest), "sha256:" + tee.sha.hexdigest())
+    img = Image((), arch=arch)
+    config = {
+        "architecture": arch, "os": "linux", "created": iso(img.created),
+        "rootfs": {"type": "layers", "diff_ids": [lay.diff_id]},
+    }  # fmt: skip
+    cfg = oci.write_json_blob(layout, config, oci.MT_CONFIG)
+    manifest = {
+        "schemaVersion": 2, "mediaType": oci.MT_MANIFEST, "config": cfg.to_json(),
+        "layers": [{"mediaType": oci.MT_LAYER_GZIP, "digest": lay.digest, "size": lay.size}],
+    }  # fmt: skip
+    platform = {"architecture": arch, "os": "linux"}
+    desc = oci.write_json_blob(layout, manifest, oci.MT_MANIFEST, platform=platform)
+    oci.write_index(layout, [desc], {})
+    return layout
+
+
+@dataclass(frozen=True)
+class _BigLayer:
+    digest: str
+    size: int
+    diff_id: str
+
+
+def tmp_size(layout: Path, digest: str) -> int:
+    return oci.blob_path(layout, digest).stat().st_size

@@ -35,14 +35,15 @@ class ContentProbe:
 
 def common_prefix(a: bytes, b: bytes) -> int:
     """Length of the common prefix, by bisection over memcmp (no per-byte Python loop)."""
+    if a == b:
+        return len(a)
     n = min(len(a), len(b))
-    ma, mb = memoryview(a), memoryview(b)
-    if ma[:n] == mb[:n]:
+    if a[:n] == b[:n]:  # bytes comparison is memcmp; memoryview comparison is not
         return n
     lo, hi = 0, n  # invariant: a[:lo] == b[:lo] and a[:hi] != b[:hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if ma[lo:mid] == mb[lo:mid]:
+        if a[lo:mid] == b[lo:mid]:
             lo = mid
         else:
             hi = mid

@@ -110,10 +110,12 @@ class ImageComparison:
         sde = self.sde if self.sde is not None else sde_from_config(cfg_a)
         la, lb = ma.get("layers") or [], mb.get("layers") or []
         layers_differ = [x["digest"] for x in la] != [x["digest"] for x in lb]
+        cfg_b = cfg_a
         if ca.get("digest") != cb.get("digest"):
             cfg_b = self.b.read_json(cb["digest"]) if cb.get("digest") else {}
             self.config(f"{where} config", cfg_a, cfg_b, layers_differ)
-        self.layers(where, la, lb, sde)
+        ids = (diff_ids(cfg_a, len(la)), diff_ids(cfg_b, len(lb)))
+        self.layers(where, la, lb, sde, ids)
 
     def config(
         self, where: str, ca: dict[str, Any], cb: dict[str, Any], layers_differ: bool
@@ -128,7 +130,12 @@ class ImageComparison:
             )
 
     def layers(
-        self, where: str, la: list[dict[str, Any]], lb: list[dict[str, Any]], sde: int | None
+        self,
+        where: str,
+        la: list[dict[str, Any]],
+        lb: list[dict[str, Any]],
+        sde: int | None,
+        ids: tuple[list[str | None], list[str | None]],
     ) -> None:
         for i in range(max(len(la), len(lb))):
             da = la[i] if i < len(la) else None
@@ -161,10 +168,10 @@ class ImageComparison:
                 continue
             self.out.heading(lw, f"{da['digest']} vs {db['digest']}")
             side_a = LayerSide(
-                f"{self.a.label} layer {i}", da["digest"], self.a.opener(da["digest"])
+                f"{self.a.label} layer {i}", da["digest"], self.a.opener(da["digest"]), ids[0][i]
             )
             side_b = LayerSide(
-                f"{self.b.label} layer {i}", db["digest"], self.b.opener(db["digest"])
+                f"{self.b.label} layer {i}", db["digest"], self.b.opener(db["digest"]), ids[1][i]
             )
             compare_layer(side_a, side_b, lw, self.out, sde)
 
@@ -193,3 +200,11 @@ def sde_from_config(cfg: dict[str, Any]) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def diff_ids(cfg: dict[str, Any], n: int) -> list[str | None]:
+    """The config's rootfs.diff_ids, if it declares one well-formed id per layer."""
+    ids = (cfg.get("rootfs") or {}).get("diff_ids")
+    if not isinstance(ids, list) or len(ids) != n:
+        return [None] * n
+    return [i if isinstance(i, str) and i.startswith("sha256:") else None for i in ids]

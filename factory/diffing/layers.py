@@ -8,7 +8,7 @@ the compression.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from factory.diffing.collect import Collector
@@ -16,7 +16,7 @@ from factory.diffing.content import ContentProbe
 from factory.diffing.entries import compare_entries, content_difference, presence
 from factory.diffing.mergejoin import OutOfOrder, SortKey, component_key, merge_join, string_key
 from factory.diffing.model import Category, Difference, Kind, Level
-from factory.diffing.streams import Opener, TarFacts, open_layer
+from factory.diffing.streams import Opener, TarFacts, open_layer, uncompressed_digest
 from factory.diffing.tarindex import compare_indexed
 from factory.diffing.tarstream import Entry, TarReader
 
@@ -28,6 +28,7 @@ class LayerSide:
     label: str  # e.g. "A layer 1"
     digest: str
     opener: Opener
+    diff_id: str | None = None  # as declared by the config (rootfs.diff_ids)
 
 
 class LayerSink:
@@ -53,7 +54,7 @@ class LayerSink:
 def _merge_pass(
     a: LayerSide, b: LayerSide, key: SortKey, sink: LayerSink
 ) -> tuple[TarFacts, TarFacts]:
-    with open_layer(a.opener) as la, open_layer(b.opener) as lb:
+    with open_layer(a.opener, a.diff_id) as la, open_layer(b.opener, b.diff_id) as lb:
         ra, rb = TarReader(la.reader, a.label), TarReader(lb.reader, b.label)
         merge_join(ra, rb, key, sink)
         ra.drain()
@@ -88,6 +89,10 @@ def compare_layer(a: LayerSide, b: LayerSide, where: str, out: Collector, sde: i
     # Report files in path order whichever way they were matched (merge or index).
     scratch.kept.sort(key=lambda d: component_key(d.subject.lstrip("/")))
     entries_differ = bool(scratch.kept or scratch.truncated or scratch.ignored)
+    if not entries_differ and fa.diff_id == fb.diff_id and order is None:
+        # "only the compression differs" rests on the diff_ids: verify the declared ones.
+        fa = replace(fa, diff_id=uncompressed_digest(a.opener))
+        fb = replace(fb, diff_id=uncompressed_digest(b.opener))
     out.merge(scratch)
     out.extend(encoding_differences(where, fa, fb, order, entries_differ))
 

@@ -78,10 +78,11 @@ class GzipHeader:
 class HashingReader(io.RawIOBase):
     """Raw reader over a decompressor that hashes and counts what passes through."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: BinaryIO, enabled: bool = True) -> None:
         super().__init__()
         self.inner = inner
         self.sha = hashlib.sha256()
+        self.enabled = enabled
         self.count = 0
 
     def readable(self) -> bool:
@@ -91,7 +92,8 @@ class HashingReader(io.RawIOBase):
         data = self.inner.read(len(buf))
         n = len(data)
         buf[:n] = data
-        self.sha.update(data)
+        if self.enabled:
+            self.sha.update(data)
         self.count += n
         return n
 
@@ -102,9 +104,10 @@ class LayerStream:
     compression: Compression
     gzip_header: GzipHeader | None
     hasher: HashingReader
+    declared: str | None = None  # the config's diff_id, trusted instead of hashing
 
     def diff_id(self) -> str:
-        return "sha256:" + self.hasher.sha.hexdigest()
+        return self.declared or "sha256:" + self.hasher.sha.hexdigest()
 
     def facts(self, formats: Iterable[str]) -> TarFacts:
         """Call after the stream was read to its end."""
@@ -125,13 +128,22 @@ Opener = Callable[[], io.BufferedReader]  # opens the (compressed) blob
 
 
 @contextmanager
-def open_layer(opener: Opener) -> Iterator[LayerStream]:
+def open_layer(opener: Opener, declared: str | None = None) -> Iterator[LayerStream]:
+    """The uncompressed tar; hashed on the way unless the config `declared` its digest."""
     raw = opener()
     try:
         head = raw.peek(64)[:64]
         comp = Compression.sniff(head)
-        hasher = HashingReader(comp.decompress(raw))
+        hasher = HashingReader(comp.decompress(raw), enabled=declared is None)
         reader = cast(BinaryIO, io.BufferedReader(hasher, CHUNK))
-        yield LayerStream(reader, comp, GzipHeader.parse(head), hasher)
+        yield LayerStream(reader, comp, GzipHeader.parse(head), hasher, declared)
     finally:
         raw.close()
+
+
+def uncompressed_digest(opener: Opener) -> str:
+    """sha256 of the uncompressed stream (the layer's true diff_id)."""
+    with open_layer(opener) as layer:
+        while layer.reader.read(CHUNK):
+            pass
+        return layer.diff_id()

@@ -185,9 +185,10 @@ class TarReader:
         except ValueError:
             stored = -1
         computed = sum(header[:148]) + 8 * 32 + sum(header[156:])
+        if stored == computed:
+            return
         high = sum(1 for b in header[:148] + header[156:] if b > 127)
-        signed = computed - 256 * high  # some old tars summed signed chars
-        if stored not in (computed, signed):
+        if stored != computed - 256 * high:  # some old tars summed signed chars
             raise UserError(
                 f"{self.label}: not a tar stream (bad header checksum at byte {self.pos - BLOCK})"
             )
