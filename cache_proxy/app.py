@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import hdrs, web
-from aiohttp.abc import AbstractAccessLogger
+from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
 
 from cache_proxy import httpsem, routing
 from cache_proxy.cache import Cache
@@ -33,6 +34,25 @@ CACHE_KEY: Final = web.RequestKey("cache", str)
 APP_KEY: Final[web.AppKey[ProxyApp]] = web.AppKey("proxy")
 REFETCH_ROUNDS: Final = 3
 FILE_CHUNK: Final = 256 * 1024
+
+
+class BlobResponse(web.FileResponse):
+    """FileResponse plus If-Range with an entity-tag (RFC 9110 §13.1.5).
+
+    aiohttp evaluates If-Range only as a date; with an entity-tag that does not
+    strongly match, the whole representation must be sent instead of a range.
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if_range = request.headers.get(hdrs.IF_RANGE, "")
+        if hdrs.RANGE in request.headers and httpsem.is_entity_tag(if_range):
+            loop = asyncio.get_running_loop()
+            st = await loop.run_in_executor(None, os.stat, self._path)
+            if not httpsem.strong_etag_match(if_range, httpsem.file_etag(st)):
+                headers = request.headers.copy()
+                del headers[hdrs.RANGE]
+                request = request.clone(headers=headers)
+        return await super().prepare(request)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -161,8 +181,8 @@ class ProxyApp:
             return await self._from_flight(request, target, flight)
         return _text(502, "file vanished while being stored")
 
-    def _file(self, target: Target, row: BlobRow) -> web.FileResponse:
-        return web.FileResponse(
+    def _file(self, target: Target, row: BlobRow) -> BlobResponse:
+        return BlobResponse(
             self.cache.blob_path(row.sha256),
             chunk_size=FILE_CHUNK,
             headers={

@@ -6,6 +6,7 @@ Pure functions: the async shell in ``app`` applies them.
 from __future__ import annotations
 
 import email.utils
+import os
 from typing import Final
 
 from cache_proxy.routing import Target
@@ -69,3 +70,17 @@ def parse_http_date(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return dt.timestamp() if dt.tzinfo is not None else None
+
+
+def is_entity_tag(value: str) -> bool:
+    return value.startswith(('"', "W/"))
+
+
+def file_etag(st: os.stat_result) -> str:
+    """The ETag aiohttp's FileResponse sends for a file with this stat."""
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def strong_etag_match(if_range: str, etag: str) -> bool:
+    """RFC 9110 §8.8.3.2 strong comparison; weak tags never match in If-Range."""
+    return not if_range.startswith("W/") and if_range.strip() == etag

@@ -17,7 +17,7 @@ from cache_proxy.config import Mode, ProxyConfig, RetryPolicy
 from cache_proxy.server import ProxyServer
 from tests.fakesnap import FakeSnapshot, Run, make_runs
 
-__all__ = ["RUNS", "SEC_RUNS", "Proxy", "fake", "make_proxy", "http", "metric"]
+__all__ = ["RUNS", "SEC_RUNS", "Proxy", "fake", "http", "make_proxy", "metric"]
 
 RUNS = ["20240101T000000Z", "20240102T000000Z", "20240103T000000Z"]
 SEC_RUNS = ["20240101T060000Z", "20240102T060000Z"]
@@ -58,19 +58,18 @@ async def make_proxy(
 ) -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
     started: list[ProxyServer] = []
 
-    async def start(
-        record: bool = False, cache_dir: Path | None = None, **overrides: Any
-    ) -> Proxy:
-        config = ProxyConfig(
-            cache_dir=cache_dir or tmp_path / "cache",
-            upstreams=(fake.mirror_base if record else fake.snapshot_base,),
-            mode=Mode.RECORD if record else Mode.SNAPSHOT,
-            host="127.0.0.1",
-            port=0,
-            retry=FAST_RETRY,
-            access_log=None,
-            **overrides,
-        )
+    async def start(record: bool = False, cache_dir: Path | None = None, **overrides: Any) -> Proxy:
+        settings: dict[str, Any] = {
+            "cache_dir": cache_dir or tmp_path / "cache",
+            "upstreams": (fake.mirror_base if record else fake.snapshot_base,),
+            "mode": Mode.RECORD if record else Mode.SNAPSHOT,
+            "host": "127.0.0.1",
+            "port": 0,
+            "retry": FAST_RETRY,
+            "access_log": None,
+        }
+        settings.update(overrides)
+        config = ProxyConfig(**settings)
         server = ProxyServer(config)
         await server.start()
         started.append(server)

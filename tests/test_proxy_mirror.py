@@ -14,7 +14,9 @@ from tests.proxy_fixtures import RUNS, Proxy, metric
 POOL = "pool/main/p/pkg0/pkg0_1.0_all.deb"
 
 
-async def get(http: aiohttp.ClientSession, url: str, **kw: object) -> tuple[int, bytes, dict[str, str]]:
+async def get(
+    http: aiohttp.ClientSession, url: str, **kw: object
+) -> tuple[int, bytes, dict[str, str]]:
     async with http.get(url, **kw) as resp:  # type: ignore[arg-type]
         return resp.status, await resp.read(), dict(resp.headers)
 
@@ -32,7 +34,9 @@ async def test_miss_then_hit_same_bytes(fake: FakeSnapshot, make_proxy, http) ->
     assert metric(proxy, "misses_total") == 1
 
 
-async def test_apt_flow_then_other_timestamps_share_pool(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+async def test_apt_flow_then_other_timestamps_share_pool(
+    fake: FakeSnapshot, make_proxy, http
+) -> None:  # type: ignore[no-untyped-def]
     proxy: Proxy = await make_proxy()
     for ts in RUNS:
         run = fake.resolve("debian", ts)
@@ -44,7 +48,9 @@ async def test_apt_flow_then_other_timestamps_share_pool(fake: FakeSnapshot, mak
             if path.startswith("pool/"):
                 status, body, _ = await get(http, proxy.archive_url("debian", ts, path))
                 assert status == 200 and body == data
-    distinct = {sha1(d) for r in fake.runs["debian"] for p, d in r.files.items() if p.startswith("pool/")}
+    distinct = {
+        sha1(d) for r in fake.runs["debian"] for p, d in r.files.items() if p.startswith("pool/")
+    }
     # each distinct pool file fetched exactly once, whatever the number of timestamps
     assert sum(fake.count(f"/file/{s}") for s in distinct) == len(distinct)
 

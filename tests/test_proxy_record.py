@@ -53,7 +53,9 @@ async def test_freeze_survives_mirror_update(fake: FakeSnapshot, make_proxy, htt
     assert fake.count("/mirror/debian/dists/bookworm/InRelease") == 2
 
 
-async def test_record_pool_files_verified_and_forward_mode(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+async def test_record_pool_files_verified_and_forward_mode(
+    fake: FakeSnapshot, make_proxy, http
+) -> None:  # type: ignore[no-untyped-def]
     proxy: Proxy = await make_proxy(record=True)
     run0 = fake.runs["debian"][0]
     snap = f"http://snapshot.debian.org/archive/debian/{T1}/"
