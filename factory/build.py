@@ -78,8 +78,14 @@ class BuildResult:
         }
 
 
-def build_arch(req: BuildRequest, arch: Architecture, env: BuildEnv, workdir: Path,
-               layout: Path, progress: Progress) -> ArchResult:
+def build_arch(
+    req: BuildRequest,
+    arch: Architecture,
+    env: BuildEnv,
+    workdir: Path,
+    layout: Path,
+    progress: Progress,
+) -> ArchResult:
     job = RootfsJob(req.recipe, arch, req.pin, req.source, env, workdir)
     label = f"build {env.name} {arch.debian}"
     with progress.stage(f"{label}: root filesystem (mmdebstrap)"):
@@ -97,8 +103,16 @@ def build_arch(req: BuildRequest, arch: Architecture, env: BuildEnv, workdir: Pa
     ann = common_annotations(req.recipe, req.pin, prov)
     man = image_manifest(cfg_desc, layer_desc, ann)
     man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
-    return ArchResult(arch, man_desc, cfg_desc.digest, layer.digest, layer.diff_id, layer.size,
-                      layer.uncompressed_size, pkgs)
+    return ArchResult(
+        arch,
+        man_desc,
+        cfg_desc.digest,
+        layer.digest,
+        layer.diff_id,
+        layer.size,
+        layer.uncompressed_size,
+        pkgs,
+    )
 
 
 def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) -> BuildResult:
@@ -118,8 +132,12 @@ def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) ->
     ann = common_annotations(req.recipe, req.pin, req.provenance)
     idx = image_index([r.manifest for r in results], ann)
     idx_desc = oci.write_json_blob(layout, idx, oci.MT_INDEX)
-    top = oci.Descriptor(idx_desc.media_type, idx_desc.digest, idx_desc.size,
-                         annotations={oci.ANN_REF_NAME: req.recipe.tag})
+    top = oci.Descriptor(
+        idx_desc.media_type,
+        idx_desc.digest,
+        idx_desc.size,
+        annotations={oci.ANN_REF_NAME: req.recipe.tag},
+    )
     oci.write_index(layout, [top], {})
     return BuildResult(layout, idx_desc, results, env)
 

@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(message)s" if not args.debug else "%(asctime)s %(name)s %(levelname)s %(message)s",
+        format="%(message)s"
+        if not args.debug
+        else "%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     module = cast(Command, args._module)

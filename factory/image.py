@@ -36,10 +36,18 @@ def iso(ts: Timestamp) -> str:
     return ts.when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rebuild_command(recipe: Recipe, pin: Timestamp, arches: list[Architecture],
-                    prov: Provenance) -> str:
-    argv = ["reprobase", "build", recipe.ref, "--snapshot", pin.text,
-            "--arch", ",".join(a.debian for a in arches)]
+def rebuild_command(
+    recipe: Recipe, pin: Timestamp, arches: list[Architecture], prov: Provenance
+) -> str:
+    argv = [
+        "reprobase",
+        "build",
+        recipe.ref,
+        "--snapshot",
+        pin.text,
+        "--arch",
+        ",".join(a.debian for a in arches),
+    ]
     if prov.packages_from == "recorded-mirror":
         argv += ["--upstream", "record"]
     elif prov.packages_from == "mirror" and prov.mirror:
@@ -71,8 +79,14 @@ def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict
     return ann
 
 
-def image_config(recipe: Recipe, pin: Timestamp, arch: Architecture, layer: LayerResult,
-                 prov: Provenance, packages_digest: str) -> dict[str, Any]:
+def image_config(
+    recipe: Recipe,
+    pin: Timestamp,
+    arch: Architecture,
+    layer: LayerResult,
+    prov: Provenance,
+    packages_digest: str,
+) -> dict[str, Any]:
     labels = common_annotations(recipe, pin, prov)
     labels[LABEL_PREFIX + "architecture"] = arch.debian
     labels[LABEL_PREFIX + "packages.digest"] = packages_digest
@@ -83,17 +97,21 @@ def image_config(recipe: Recipe, pin: Timestamp, arch: Architecture, layer: Laye
         "created": iso(pin),
         "config": {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["bash"], "Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-        "history": [{
-            "created": iso(pin),
-            "created_by": cmd,
-            "comment": f"mmdebstrap {prov.mmdebstrap}, {prov.compressor}; "
-                       f"recipe {recipe.digest()}; rebuild: reprobase reproduce IMAGE",
-        }],
+        "history": [
+            {
+                "created": iso(pin),
+                "created_by": cmd,
+                "comment": f"mmdebstrap {prov.mmdebstrap}, {prov.compressor}; "
+                f"recipe {recipe.digest()}; rebuild: reprobase reproduce IMAGE",
+            }
+        ],
     }
     return cfg
 
 
-def image_manifest(config: Descriptor, layer: Descriptor, annotations: dict[str, str]) -> dict[str, Any]:
+def image_manifest(
+    config: Descriptor, layer: Descriptor, annotations: dict[str, str]
+) -> dict[str, Any]:
     return {
         "schemaVersion": 2,
         "mediaType": MT_MANIFEST,

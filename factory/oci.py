@@ -157,7 +157,9 @@ def write_index(layout: Path, manifests: list[Descriptor], annotations: dict[str
     return data
 
 
-def iter_manifests(layout: Path, index: dict[str, Any]) -> Iterator[tuple[Descriptor, dict[str, Any]]]:
+def iter_manifests(
+    layout: Path, index: dict[str, Any]
+) -> Iterator[tuple[Descriptor, dict[str, Any]]]:
     """Yield (descriptor, manifest) for every image manifest, descending nested indexes."""
     for d in index.get("manifests", []):
         desc = Descriptor.from_json(d)

@@ -25,7 +25,9 @@ def parse_status(text: str) -> list[Package]:
             k, _, v = line.partition(":")
             fields[k] = v.strip()
         if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            pkgs.append((fields["Package"], fields.get("Version", ""), fields.get("Architecture", "")))
+            pkgs.append(
+                (fields["Package"], fields.get("Version", ""), fields.get("Architecture", ""))
+            )
     return sorted(pkgs)
 
 

@@ -24,6 +24,7 @@ from factory import runner
 from factory.errors import UserError
 
 SNAPSHOT_UPSTREAM = "http://snapshot.debian.org/archive/"
+UPSTREAM_BYTES = "reprobase_proxy_upstream_bytes_total"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class ProxyHandle:
 
     def metrics(self) -> dict[str, float]:
         return read_metrics(self.url)
+
+    def upstream_bytes(self) -> int | None:
+        value = self.metrics().get(UPSTREAM_BYTES)
+        return None if value is None else int(value)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -95,9 +100,19 @@ def start(cfg: ProxyConfig, timeout: float = 60.0) -> ProxyHandle:
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     port_file = cfg.cache_dir / f".port-{os.getpid()}"
     port_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "cache_proxy", "--listen", "127.0.0.1:0",
-            "--cache-dir", str(cfg.cache_dir), "--upstream", cfg.upstream,
-            "--port-file", str(port_file)]
+    argv = [
+        sys.executable,
+        "-m",
+        "cache_proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        str(cfg.cache_dir),
+        "--upstream",
+        cfg.upstream,
+        "--port-file",
+        str(port_file),
+    ]
     if cfg.record:
         argv.append("--record")
     env = runner.clean_env(keep=("PYTHONPATH", "HOME"))
@@ -105,8 +120,10 @@ def start(cfg: ProxyConfig, timeout: float = 60.0) -> ProxyHandle:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"the cache proxy exited at start (code {proc.returncode})",
-                            hint=f"see {cfg.log_path}" if cfg.log_path else "run with --debug")
+            raise UserError(
+                f"the cache proxy exited at start (code {proc.returncode})",
+                hint=f"see {cfg.log_path}" if cfg.log_path else "run with --debug",
+            )
         if port_file.exists():
             url = f"http://{port_file.read_text().strip()}/"
             if healthy(url):

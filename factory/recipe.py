@@ -18,8 +18,18 @@ from factory.errors import UserError
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 KNOWN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable")
-VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd",
-            "important", "debootstrap", "standard")
+VARIANTS = (
+    "extract",
+    "custom",
+    "essential",
+    "apt",
+    "required",
+    "minbase",
+    "buildd",
+    "important",
+    "debootstrap",
+    "standard",
+)
 COMPRESSIONS = ("gzip", "zstd")
 
 
@@ -48,6 +58,9 @@ class Recipe:
     compression: str = "gzip"
     description: str = ""
     slim: SlimRules | None = None
+    # Shell commands run inside the chroot (with SOURCE_DATE_EPOCH exported) after
+    # the packages are installed and before normalisation.
+    customize: tuple[str, ...] = ()
     source: str = field(default="", compare=False)  # the file it came from, for errors
 
     @property
@@ -62,6 +75,8 @@ class Recipe:
         d.pop("source")
         if self.slim is None:
             d.pop("slim")
+        if not self.customize:
+            d.pop("customize")  # keeps the digest of recipes without it stable
         return d
 
     def digest(self) -> str:
@@ -70,9 +85,17 @@ class Recipe:
 
 
 _FIELDS: dict[str, type] = {
-    "name": str, "tag": str, "suite": str, "variant": str, "components": list,
-    "packages": list, "architectures": list, "compression": str, "description": str,
+    "name": str,
+    "tag": str,
+    "suite": str,
+    "variant": str,
+    "components": list,
+    "packages": list,
+    "architectures": list,
+    "compression": str,
+    "description": str,
     "slim": dict,
+    "customize": list,
 }
 _SLIM_FIELDS = ("path_exclude", "path_include")
 
@@ -97,7 +120,9 @@ def recipe_from_dict(data: dict[str, Any], src: str) -> Recipe:
         if key not in data:
             raise _err(src, key, "is required")
     if data["suite"] not in KNOWN_SUITES:
-        raise _err(src, "suite", f"unknown suite {data['suite']!r} (known: {', '.join(KNOWN_SUITES)})")
+        raise _err(
+            src, "suite", f"unknown suite {data['suite']!r} (known: {', '.join(KNOWN_SUITES)})"
+        )
     variant = data.get("variant", "minbase")
     if variant not in VARIANTS:
         raise _err(src, "variant", f"unknown mmdebstrap variant {variant!r}")
@@ -130,6 +155,7 @@ def recipe_from_dict(data: dict[str, Any], src: str) -> Recipe:
         compression=compression,
         description=data.get("description", ""),
         slim=slim,
+        customize=_str_list(src, "customize", data.get("customize", [])),
         source=src,
     )
 
@@ -154,8 +180,10 @@ def available(images_dir: Path = IMAGES_DIR) -> str:
 def load_recipe(image: str, images_dir: Path = IMAGES_DIR) -> Recipe:
     path = recipe_path(image, images_dir)
     if not path.is_file():
-        raise UserError(f"no recipe for {image!r} ({path} not found)",
-                        hint=f"available: {available(images_dir)}")
+        raise UserError(
+            f"no recipe for {image!r} ({path} not found)",
+            hint=f"available: {available(images_dir)}",
+        )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -31,10 +31,14 @@ class AptSource:
 
     @classmethod
     def snapshot(cls, ts: Timestamp, proxy: str | None) -> AptSource:
-        return cls("snapshot", snapshot_url("debian", ts), snapshot_url("debian-security", ts), proxy)
+        return cls(
+            "snapshot", snapshot_url("debian", ts), snapshot_url("debian-security", ts), proxy
+        )
 
     @classmethod
-    def mirror(cls, url: str, security_url: str | None = None, proxy: str | None = None) -> AptSource:
+    def mirror(
+        cls, url: str, security_url: str | None = None, proxy: str | None = None
+    ) -> AptSource:
         return cls("mirror", url.rstrip("/") + "/", security_url, proxy)
 
     def lines(self, suite: str, components: tuple[str, ...]) -> list[str]:
@@ -79,13 +83,13 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         f"--components={','.join(r.components)}",
         f"--keyring={KEYRING}",
         "--format=tar",
-        "--aptopt=Acquire::Languages \"none\"",
-        "--aptopt=Acquire::Retries \"3\"",
+        '--aptopt=Acquire::Languages "none"',
+        '--aptopt=Acquire::Retries "3"',
     ]
     if job.source.kind == "snapshot":
-        argv.append("--aptopt=Acquire::Check-Valid-Until \"false\"")
+        argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
     if job.source.proxy:
-        argv.append(f"--aptopt=Acquire::http::Proxy \"{job.source.proxy}\"")
+        argv.append(f'--aptopt=Acquire::http::Proxy "{job.source.proxy}"')
     if r.packages:
         argv.append(f"--include={','.join(r.packages)}")
     if r.slim:
@@ -95,14 +99,24 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         # Maintainer scripts run in the chroot: they see the shifted clock only if
         # the preloaded library exists there too. Removed again before the tar.
         d = os.path.dirname(lib)
-        argv.append(f"--setup-hook=mkdir -p \"$1{d}\" && cp {shlex.quote(lib)} \"$1{d}/\"")
+        argv.append(f'--setup-hook=mkdir -p "$1{d}" && cp {shlex.quote(lib)} "$1{d}/"')
+    for cmd in r.customize:
+        argv.append('--customize-hook=chroot "$1" /bin/sh -ec ' + shlex.quote(cmd))
     argv.append(
         "--customize-hook="
-        + _hook(sys.executable, "-m", "factory.normalize", '"$1"', "--epoch", str(job.pin.epoch),
-                "--sources-file", str(job.sources_path))
+        + _hook(
+            sys.executable,
+            "-m",
+            "factory.normalize",
+            '"$1"',
+            "--epoch",
+            str(job.pin.epoch),
+            "--sources-file",
+            str(job.sources_path),
+        )
     )
     if lib:
-        argv.append(f"--customize-hook=rm -rf \"$1{os.path.dirname(os.path.dirname(lib))}/faketime\"")
+        argv.append(f'--customize-hook=rm -rf "$1{os.path.dirname(os.path.dirname(lib))}/faketime"')
     argv += [r.suite, str(job.tar_path)]
     argv += job.source.lines(r.suite, r.components)
     return argv
@@ -137,11 +151,30 @@ def bootstrap(job: RootfsJob) -> Path:
     root_mode = os.geteuid() == 0
     argv = mmdebstrap_argv(job, root_mode)
     if job.env.hostname and root_mode:
-        argv = ["unshare", "--uts", "--", sys.executable, "-m", "factory.varyenv",
-                "--hostname", job.env.hostname, "--umask", f"{job.env.umask:04o}", "--", *argv]
+        argv = [
+            "unshare",
+            "--uts",
+            "--",
+            sys.executable,
+            "-m",
+            "factory.varyenv",
+            "--hostname",
+            job.env.hostname,
+            "--umask",
+            f"{job.env.umask:04o}",
+            "--",
+            *argv,
+        ]
     else:
-        argv = [sys.executable, "-m", "factory.varyenv", "--umask", f"{job.env.umask:04o}",
-                "--", *argv]
+        argv = [
+            sys.executable,
+            "-m",
+            "factory.varyenv",
+            "--umask",
+            f"{job.env.umask:04o}",
+            "--",
+            *argv,
+        ]
     runner.run(argv, env=build_env_vars(job), cwd=job.workdir)
     return job.tar_path
 

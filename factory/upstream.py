@@ -107,23 +107,36 @@ def choose_upstream(upstream: str) -> tuple[str, bool]:
 def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[ResolvedSource]:
     if choice.mirror:
         if choice.proxy:
-            raise UserError("--mirror and --proxy are exclusive",
-                            hint="point --mirror at the proxy, or use --proxy alone")
+            raise UserError(
+                "--mirror and --proxy are exclusive",
+                hint="point --mirror at the proxy, or use --proxy alone",
+            )
         apt = AptSource.mirror(choice.mirror, choice.security_mirror)
         yield ResolvedSource(apt, "mirror", public_url(choice.mirror), None)
         return
     if choice.proxy:
         if choice.upstream == "auto":
-            raise UserError("--proxy needs --upstream snapshot or --upstream record",
-                            hint="say what the proxy serves, so the image records it")
+            raise UserError(
+                "--proxy needs --upstream snapshot or --upstream record",
+                hint="say what the proxy serves, so the image records it",
+            )
         origin = "recorded-mirror" if choice.upstream == "record" else "snapshot.debian.org"
-        yield ResolvedSource(AptSource.snapshot(pin, choice.proxy), origin, None,
-                             proxyctl.ProxyHandle(choice.proxy, None))
+        yield ResolvedSource(
+            AptSource.snapshot(pin, choice.proxy),
+            origin,
+            None,
+            proxyctl.ProxyHandle(choice.proxy, None),
+        )
         return
     base, record = choose_upstream(choice.upstream)
-    cfg = proxyctl.ProxyConfig(choice.cache_dir or default_cache_dir(), base, record,
-                               log_dir / "proxy.log")
+    cfg = proxyctl.ProxyConfig(
+        choice.cache_dir or default_cache_dir(), base, record, log_dir / "proxy.log"
+    )
     with proxyctl.running(cfg) as handle:
         origin = "recorded-mirror" if record else "snapshot.debian.org"
-        yield ResolvedSource(AptSource.snapshot(pin, handle.url), origin,
-                             public_url(base) if record else None, handle)
+        yield ResolvedSource(
+            AptSource.snapshot(pin, handle.url),
+            origin,
+            public_url(base) if record else None,
+            handle,
+        )

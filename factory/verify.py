@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory.build import BuildRequest, BuildResult, build, move_layout
-from factory.buildenv import env_a, env_b
+from factory.buildenv import BuildEnv, env_a, env_b
 from factory.progress import Progress
 
 
@@ -25,6 +26,7 @@ class Verdict:
     differences: list[str] = field(default_factory=list)
     report: dict[str, Any] | None = None  # the diff report when they differ
     report_text: str = ""
+    upstream_bytes: dict[str, int] = field(default_factory=dict)  # per build, from the proxy
 
     @property
     def reproducible(self) -> bool:
@@ -33,12 +35,20 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "index_digest": self.a.index_digest,
-            "build_a": {"env": self.a.env.describe(), "digests": self.a.digests()},
+            "build_a": {
+                "env": self.a.env.describe(),
+                "digests": self.a.digests(),
+                "upstream_bytes": self.upstream_bytes.get("A"),
+            },
             "verified": self.b is not None,
             "reproducible": self.reproducible,
         }
         if self.b is not None:
-            out["build_b"] = {"env": self.b.env.describe(), "digests": self.b.digests()}
+            out["build_b"] = {
+                "env": self.b.env.describe(),
+                "digests": self.b.digests(),
+                "upstream_bytes": self.upstream_bytes.get("B"),
+            }
             out["differences"] = self.differences
         if self.report is not None:
             out["diff"] = self.report
@@ -71,19 +81,36 @@ def explain(a: Path, b: Path) -> tuple[dict[str, Any] | None, str]:
     return rep.to_json(), rep.render_text()
 
 
-def double_build(req: BuildRequest, output: Path, *, once: bool, progress: Progress,
-                 keep_dir: Path | None = None) -> Verdict:
+def double_build(
+    req: BuildRequest,
+    output: Path,
+    *,
+    once: bool,
+    progress: Progress,
+    keep_dir: Path | None = None,
+    meter: Callable[[], int | None] | None = None,
+) -> Verdict:
+    """meter() reads the proxy's upstream byte counter (None when there is no proxy)."""
     base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
+    fetched: dict[str, int] = {}
+
+    def metered(name: str, env: BuildEnv) -> BuildResult:
+        before = meter() if meter else None
+        result = build(req, env, base / f"layout-{name.lower()}", progress)
+        after = meter() if meter else None
+        if before is not None and after is not None:
+            fetched[name] = after - before
+        progress.say(f"build {name}: index {result.index_digest}")
+        return result
+
     try:
-        a = build(req, env_a(base / "env"), base / "layout-a", progress)
-        progress.say(f"build A: index {a.index_digest}")
+        a = metered("A", env_a(base / "env"))
         if once:
             move_layout(a.layout, output)
             a.layout = output
-            return Verdict(a, None)
-        b = build(req, env_b(base / "env"), base / "layout-b", progress)
-        progress.say(f"build B: index {b.index_digest}")
-        verdict = Verdict(a, b, compare_digests(a.digests(), b.digests()))
+            return Verdict(a, None, upstream_bytes=fetched)
+        b = metered("B", env_b(base / "env"))
+        verdict = Verdict(a, b, compare_digests(a.digests(), b.digests()), upstream_bytes=fetched)
         if verdict.differences:
             with progress.stage("explaining the difference"):
                 verdict.report, verdict.report_text = explain(a.layout, b.layout)

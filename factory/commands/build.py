@@ -16,7 +16,7 @@ from factory.image import Provenance
 from factory.progress import Progress
 from factory.recipe import Recipe, load_recipe
 from factory.rootfs import mmdebstrap_version
-from factory.runner import require_tool
+from factory.runner import output, require_tool
 from factory.snapshot import Timestamp, resolve_pin
 from factory.upstream import UPSTREAMS, ResolvedSource, SourceChoice, resolve
 from factory.verify import Verdict, double_build
@@ -34,36 +34,64 @@ exit codes: 0 reproducible (or built, with --once), 1 the two builds differ, 2 e
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.add_argument("image", metavar="IMAGE",
-                   help="recipe name NAME:TAG (images/NAME/TAG.toml) or a path to a recipe .toml")
+    p.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="recipe name NAME:TAG (images/NAME/TAG.toml) or a path to a recipe .toml",
+    )
     pin = p.add_mutually_exclusive_group()
-    pin.add_argument("--date", metavar="YYYY-MM-DD",
-                     help="pin midnight UTC of this day (default: today, UTC)")
+    pin.add_argument(
+        "--date", metavar="YYYY-MM-DD", help="pin midnight UTC of this day (default: today, UTC)"
+    )
     pin.add_argument("--snapshot", metavar="TS", help="exact snapshot timestamp YYYYMMDDTHHMMSSZ")
     add_source_arguments(p)
-    p.add_argument("--arch", metavar="ARCH[,ARCH]",
-                   help="architectures to build (default: the recipe's list)")
-    p.add_argument("--output", metavar="DIR", type=Path,
-                   help="OCI image layout to write (default: out/NAME-TAG)")
-    p.add_argument("--compression", choices=[c.value[0] for c in Compression],
-                   help="layer compression (default: the recipe's, usually gzip)")
-    p.add_argument("--once", action="store_true", help="build once, skip the verifying second build")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object with all digests as the last line")
+    p.add_argument(
+        "--arch", metavar="ARCH[,ARCH]", help="architectures to build (default: the recipe's list)"
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        type=Path,
+        help="OCI image layout to write (default: out/NAME-TAG)",
+    )
+    p.add_argument(
+        "--compression",
+        choices=[c.value[0] for c in Compression],
+        help="layer compression (default: the recipe's, usually gzip)",
+    )
+    p.add_argument(
+        "--once", action="store_true", help="build once, skip the verifying second build"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with all digests as the last line",
+    )
 
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("package source (see factory/upstream.py for the order)")
-    g.add_argument("--mirror", metavar="URL",
-                   help="build from this plain Debian archive (the directory holding dists/ and pool/)")
+    g.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="build from this plain Debian archive (the directory holding dists/ and pool/)",
+    )
     g.add_argument("--security-mirror", metavar="URL", help="with --mirror: the security archive")
     g.add_argument("--proxy", metavar="URL", help="use this running reprobase cache proxy")
-    g.add_argument("--upstream", choices=UPSTREAMS, default="auto",
-                   help="what the build's cache proxy fetches from: snapshot.debian.org, "
-                        "the machine's Debian mirror recorded per timestamp, or auto "
-                        "(snapshot when reachable) [default: auto]")
-    g.add_argument("--cache-dir", metavar="DIR", type=Path,
-                   help="the cache proxy's store (default: /var/cache/reprobase/proxy as root)")
+    g.add_argument(
+        "--upstream",
+        choices=UPSTREAMS,
+        default="auto",
+        help="what the build's cache proxy fetches from: snapshot.debian.org, "
+        "the machine's Debian mirror recorded per timestamp, or auto "
+        "(snapshot when reachable) [default: auto]",
+    )
+    g.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=Path,
+        help="the cache proxy's store (default: /var/cache/reprobase/proxy as root)",
+    )
 
 
 def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, ...]:
@@ -79,19 +107,17 @@ def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, .
 
 
 def check_emulation(arch: Architecture) -> None:
-    from factory.runner import output
-
     require_tool("arch-test")
-    res = output(["arch-test"]).split()
-    if arch.debian not in res:
+    if arch.debian not in output(["arch-test"]).split():
         raise UserError(
-            f"this machine cannot run {arch.debian} binaries (needed to build a {arch.debian} image)",
+            f"this machine cannot run {arch.debian} binaries (to build a {arch.debian} image)",
             hint="apt-get install qemu-user-static binfmt-support, then check with arch-test",
         )
 
 
-def request_for(args: argparse.Namespace, recipe: Recipe, pin: Timestamp,
-                src: ResolvedSource) -> BuildRequest:
+def request_for(
+    args: argparse.Namespace, recipe: Recipe, pin: Timestamp, src: ResolvedSource
+) -> BuildRequest:
     if args.compression:
         recipe = Recipe(**{**recipe.__dict__, "compression": args.compression})
     comp = Compression.parse(recipe.compression)
@@ -100,7 +126,9 @@ def request_for(args: argparse.Namespace, recipe: Recipe, pin: Timestamp,
 
 
 def source_choice(args: argparse.Namespace) -> SourceChoice:
-    return SourceChoice(args.mirror, args.security_mirror, args.proxy, args.upstream, args.cache_dir)
+    return SourceChoice(
+        args.mirror, args.security_mirror, args.proxy, args.upstream, args.cache_dir
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,36 +140,33 @@ def run(args: argparse.Namespace) -> int:
     progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
     with resolve(source_choice(args), pin, Path(output).parent) as src:
         req = request_for(args, recipe, pin, src)
-        before = src.proxy.metrics() if src.proxy else {}
-        verdict = double_build(req, output, once=args.once, progress=progress)
-        after = src.proxy.metrics() if src.proxy else {}
-    result = summary(verdict, req, output, before, after, progress)
+        meter = src.proxy.upstream_bytes if src.proxy else None
+        verdict = double_build(req, output, once=args.once, progress=progress, meter=meter)
+    result = summary(verdict, req, output, progress)
     print_human(result, verdict)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0 if verdict.b is None or verdict.reproducible else 1
 
 
-def upstream_bytes(before: dict[str, float], after: dict[str, float]) -> int | None:
-    key = "reprobase_proxy_upstream_bytes_total"
-    if key not in after:
-        return None
-    return int(after[key] - before.get(key, 0.0))
-
-
-def summary(verdict: Verdict, req: BuildRequest, output: Path, before: dict[str, float],
-            after: dict[str, float], progress: Progress) -> dict[str, Any]:
+def summary(
+    verdict: Verdict, req: BuildRequest, output: Path, progress: Progress
+) -> dict[str, Any]:
     out = verdict.to_json()
-    out.update({
-        "image": req.recipe.ref,
-        "snapshot": req.pin.text,
-        "source_date_epoch": req.pin.epoch,
-        "packages_from": req.provenance.packages_from,
-        "output": str(output) if verdict.b is None or verdict.reproducible else None,
-        "upstream_bytes": upstream_bytes(before, after),
-        "durations": progress.durations,
-        "seconds": round(progress.elapsed(), 3),
-    })
+    out.update(
+        {
+            "image": req.recipe.ref,
+            "snapshot": req.pin.text,
+            "source_date_epoch": req.pin.epoch,
+            "packages_from": req.provenance.packages_from,
+            "output": str(output) if verdict.b is None or verdict.reproducible else None,
+            "upstream_bytes": sum(verdict.upstream_bytes.values())
+            if verdict.upstream_bytes
+            else None,
+            "durations": progress.durations,
+            "seconds": round(progress.elapsed(), 3),
+        }
+    )
     return out
 
 
@@ -153,14 +178,18 @@ def print_human(result: dict[str, Any], verdict: Verdict) -> None:
         d = a.digests()
         w(f"  {a.arch.oci_platform_string():<14} manifest {d['manifest']}\n")
         w(f"  {'':<14} config   {d['config']}\n")
-        w(f"  {'':<14} layer    {d['layer']} ({d['size'] / 1e6:.1f} MB, "
-          f"{d['uncompressed_size'] / 1e6:.1f} MB uncompressed)\n")
+        w(
+            f"  {'':<14} layer    {d['layer']} ({d['size'] / 1e6:.1f} MB, "
+            f"{d['uncompressed_size'] / 1e6:.1f} MB uncompressed)\n"
+        )
     if verdict.b is None:
         w(f"built once (not verified) -> {result['output']}\n")
     elif verdict.reproducible:
-        w(f"reproducible: build B (other host name, TZ, locale, umask, directory"
-          f"{', clock +1 day' if verdict.b.env.clock_offset_days else ''}) gave the same digests"
-          f" -> {result['output']}\n")
+        w(
+            f"reproducible: build B (other host name, TZ, locale, umask, directory"
+            f"{', clock +1 day' if verdict.b.env.clock_offset_days else ''}) gave the same digests"
+            f" -> {result['output']}\n"
+        )
     else:
         w("NOT REPRODUCIBLE: the two builds differ; nothing was written to the output\n")
         for line in verdict.differences:
