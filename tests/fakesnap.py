@@ -33,10 +33,13 @@ import io
 import lzma
 import random
 import re
+import subprocess
 import tarfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -142,6 +145,48 @@ def fake_detached(release: bytes) -> bytes:
     )
 
 
+Signer = Callable[[bytes], tuple[bytes, bytes]]  # Release -> (InRelease, Release.gpg)
+
+
+def gpg_signer(home: Path) -> tuple[Signer, Path]:
+    """A throw-away OpenPGP key (needs gpg); returns the signer and the public keyring file."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    gpg = [
+        "gpg",
+        "--homedir",
+        str(home),
+        "--batch",
+        "--yes",
+        "--quiet",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]
+    subprocess.run(
+        [*gpg, "--quick-gen-key", "fake-archive@example.com", "ed25519", "sign", "never"],
+        check=True,
+        capture_output=True,
+    )
+    keyring = home / "archive.gpg"
+    subprocess.run(
+        [*gpg, "--output", str(keyring), "--export", "fake-archive@example.com"],
+        check=True,
+        capture_output=True,
+    )
+
+    def sign(release: bytes) -> tuple[bytes, bytes]:
+        inrel = subprocess.run(
+            [*gpg, "--clearsign"], input=release, check=True, capture_output=True
+        ).stdout
+        detached = subprocess.run(
+            [*gpg, "--armor", "--detach-sign"], input=release, check=True, capture_output=True
+        ).stdout
+        return inrel, detached
+
+    return sign, keyring
+
+
 def make_runs(
     archive: str,
     suite: str,
@@ -152,6 +197,7 @@ def make_runs(
     extra: dict[str, bytes] | None = None,
     seed: int = 1,
     arch: str = "amd64",
+    signer: Signer | None = None,
 ) -> list[Run]:
     """Runs of one suite; each run changes ``changed_per_run`` packages, shares the rest.
 
@@ -192,8 +238,11 @@ def make_runs(
             run.files[f"dists/{suite}/{d}/by-hash/SHA256/{sha256(data)}"] = data
         release = _release(suite, run.when, indexes)
         run.files[f"dists/{suite}/Release"] = release
-        run.files[f"dists/{suite}/InRelease"] = fake_clearsign(release)
-        run.files[f"dists/{suite}/Release.gpg"] = fake_detached(release)
+        inrelease, detached = (
+            signer(release) if signer else (fake_clearsign(release), fake_detached(release))
+        )
+        run.files[f"dists/{suite}/InRelease"] = inrelease
+        run.files[f"dists/{suite}/Release.gpg"] = detached
         runs.append(run)
     return runs
 
