@@ -35,9 +35,10 @@ def summary_of(e: Entry) -> str:
     return f"{e.type}, mode {e.mode:04o}, {e.uid}:{e.gid}{extra}"
 
 
-def presence(where: str, a: Entry | None, b: Entry | None) -> Difference:
+def presence(where: str, a: Entry | None, b: Entry | None, sde: int | None = None) -> Difference:
     e = a if a is not None else b
     assert e is not None
+    late = culprits.mtime_note(a.mtime if a else None, b.mtime if b else None, sde)
     return Difference(
         level=Level.FILE,
         where=where,
@@ -46,7 +47,7 @@ def presence(where: str, a: Entry | None, b: Entry | None) -> Difference:
         kind=Kind.REMOVED if b is None else Kind.ADDED,
         a=summary_of(a) if a else None,
         b=summary_of(b) if b else None,
-        note=culprits.path_note(e.display),
+        note=culprits.path_note(e.display) or late,
     )
 
 

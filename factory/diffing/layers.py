@@ -41,7 +41,7 @@ class LayerSink:
         self.details = 0
 
     def one(self, a: Entry | None, b: Entry | None) -> None:
-        self.out.add(presence(self.where, a, b))
+        self.out.add(presence(self.where, a, b, self.sde))
 
     def pair(self, a: Entry, b: Entry) -> None:
         self.out.extend(compare_entries(self.where, a, b, self.sde))
