@@ -72,10 +72,7 @@ def test_identical_layouts(tmp_path: Path) -> None:
 def test_changed_file_content(tmp_path: Path) -> None:
     a, b = pair(tmp_path, change(base_files(), "etc/hostname", data=b"buildhost\n"))
     report = diff_images(a, b)
-    assert rows(report) == [
-        (LAYER0, "/etc/hostname", "size", "changed", 10, 10 + 0) if False else
-        (LAYER0, "/etc/hostname", "content", "changed", None, None),
-    ]  # fmt: skip
+    assert rows(report) == [(LAYER0, "/etc/hostname", "content", "changed", None, None)]
     d = report.differences[0]
     assert d.level is Level.FILE and d.offset == 0
     assert d.detail is not None and "-reprobase\n+buildhost" in d.detail
@@ -236,9 +233,21 @@ def test_reordered_tar_with_changes_uses_the_index(tmp_path: Path) -> None:
     ]
 
 
-def test_string_sorted_tars_merge(tmp_path: Path) -> None:
-    """Tars sorted as plain strings ("a.b" before "a/x") are merged without the index."""
-    files = [F("a", type="dir", mode=0o755), F("a.b", b"1"), F("a/x", b"2")]
+@pytest.mark.parametrize("order", ["string", "component"])
+def test_sorted_tars_merge_without_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    """Tars sorted as path strings (our factory: "a.b" before "a/x") or per directory
+    (tar --sort=name: "a/x" before "a.b") are merged in one pass, without the index."""
+    import factory.diffing.layers as layers
+
+    def no_index(*_: object) -> None:
+        raise AssertionError("fell back to the index")
+
+    monkeypatch.setattr(layers, "_index_pass", no_index)
+    files = [F("a", type="dir", mode=0o755), F("a.b", b"1"), F("a/x", b"2"), F("a/y", b"")]
+    if order == "component":
+        files = [files[0], files[2], files[3], files[1]]
     tar = make_tar(files, sort=False)
     changed = make_tar(change(files, "a/x", data=b"3"), sort=False)
     a = write_layout(tmp_path / "a", [Image((layer(tar),))])
@@ -475,3 +484,29 @@ def test_golden_compression_and_order(tmp_path: Path, monkeypatch: pytest.Monkey
     write_layout(Path("b"), [Image((layer(make_tar(reversed(base_files()), sort=False), "zstd"),))])
     check_golden("order-and-zstd.txt", diff_images("a", "b").render_text())
     check_golden("order-and-zstd.semantic.txt", diff_images("a", "b", semantic=True).render_text())
+
+
+def test_factory_layers_merge_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factory's canonical layers (factory.layer) are sorted the way the merge expects."""
+    import factory.diffing.layers as layers
+    from factory import oci
+    from factory.compress import Compression
+    from factory.layer import write_layer
+
+    def no_index(*_: object) -> None:
+        raise AssertionError("fell back to the index")
+
+    monkeypatch.setattr(layers, "_index_pass", no_index)
+    dirs = ("usr/lib", "usr/lib/python3", "usr/lib/python3.11")
+    extra = [*(F(d, type="dir", mode=0o755) for d in dirs), F("usr/lib/python3/x.py", b"x")]
+    layouts = []
+    for name, files in (("a", base_files()), ("b", change(base_files(), "etc/passwd", mode=0o600))):
+        src = tmp_path / f"{name}.src.tar"
+        src.write_bytes(make_tar(reversed(files + extra), sort=False))
+        res = write_layer(src, tmp_path / f"{name}.layer", Compression.GZIP, SDE)
+        blob = (tmp_path / f"{name}.layer").read_bytes()
+        lay = type(layer(b""))(blob, res.diff_id, oci.MT_LAYER_GZIP)
+        layouts.append(write_layout(tmp_path / name, [Image((lay,))]))
+    assert rows(diff_images(*layouts)) == [
+        (LAYER0, "/etc/passwd", "mode", "changed", "0644", "0600")
+    ]

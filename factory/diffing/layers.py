@@ -14,7 +14,7 @@ from pathlib import Path
 from factory.diffing.collect import Collector
 from factory.diffing.content import ContentProbe
 from factory.diffing.entries import compare_entries, content_difference, presence
-from factory.diffing.mergejoin import OutOfOrder, SortKey, component_key, merge_join, string_key
+from factory.diffing.mergejoin import KEYS, OutOfOrder, SortKey, component_key, merge_join
 from factory.diffing.model import Category, Difference, Kind, Level
 from factory.diffing.streams import Opener, TarFacts, open_layer, uncompressed_digest
 from factory.diffing.tarindex import compare_indexed
@@ -72,16 +72,17 @@ def _index_pass(
 
 def compare_layer(a: LayerSide, b: LayerSide, where: str, out: Collector, sde: int | None) -> None:
     order: str | None = None
-    keys: list[SortKey] = [component_key, string_key]
+    keys = list(KEYS)
     while True:
         scratch = out.child()
         sink = LayerSink(where, scratch, sde)
+        key = keys.pop(0)
         try:
-            fa, fb = _merge_pass(a, b, keys[0], sink)
+            fa, fb = _merge_pass(a, b, key, sink)
             break
-        except OutOfOrder as exc:
-            keys.pop(0)
-            if not exc.string_sorted or not keys:
+        except OutOfOrder as exc:  # both sides must hold the order: one violation suffices
+            keys = [k for k in keys if k in exc.still_sorted]
+            if not keys:
                 scratch = out.child()
                 sink = LayerSink(where, scratch, sde)
                 fa, fb, order = _index_pass(a, b, sink)

@@ -1,6 +1,7 @@
 """Streaming merge-join of two tars sorted by path: one pass, constant memory.
 
-Our factory writes entries sorted; so does `tar --sort=name` (component order).
+Our factory writes entries sorted by path bytes (string order, tried first);
+`tar --sort=name` sorts each directory (component order, tried next).
 Sortedness is checked as we go: an entry out of order raises OutOfOrder, and the
 caller falls back to the on-disk index (tarindex.py).
 """
@@ -28,9 +29,12 @@ def string_key(path: str) -> tuple[str, ...]:
 
 
 class OutOfOrder(Exception):
-    def __init__(self, path: str, string_sorted: bool) -> None:
+    def __init__(self, path: str, still_sorted: tuple[SortKey, ...]) -> None:
         super().__init__(path)
-        self.string_sorted = string_sorted  # was plain string order still holding?
+        self.still_sorted = still_sorted  # orders that held for every entry read so far
+
+
+KEYS: tuple[SortKey, ...] = (string_key, component_key)
 
 
 class Sink(Protocol):
@@ -42,26 +46,26 @@ class Sink(Protocol):
 
 
 class _Sorted:
-    """A TarReader whose paths must strictly increase under `key`."""
+    """A TarReader whose paths must strictly increase under `key` (other orders watched)."""
 
     def __init__(self, reader: TarReader, key: SortKey) -> None:
         self.reader = reader
         self.key = key
-        self.prev: tuple[str, ...] | None = None
-        self.prev_str: str | None = None
-        self.string_sorted = True
+        self.prev: dict[SortKey, tuple[str, ...]] = {}
+        self.holding = set(KEYS)
 
     def next(self) -> tuple[Entry, tuple[str, ...]] | None:
         e = self.reader.next()
         if e is None:
             return None
-        k = self.key(e.path)
-        if self.prev_str is not None and e.path <= self.prev_str:
-            self.string_sorted = False
-        if self.prev is not None and k <= self.prev:
-            raise OutOfOrder(e.path, self.string_sorted)
-        self.prev, self.prev_str = k, e.path
-        return e, k
+        for k in KEYS:
+            value = k(e.path)
+            if k in self.prev and value <= self.prev[k]:
+                self.holding.discard(k)
+            self.prev[k] = value
+        if self.key not in self.holding:
+            raise OutOfOrder(e.path, tuple(k for k in KEYS if k in self.holding))
+        return e, self.prev[self.key]
 
 
 def merge_join(ra: TarReader, rb: TarReader, key: SortKey, sink: Sink) -> None:
