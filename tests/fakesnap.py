@@ -334,14 +334,14 @@ class FakeSnapshot:
         older = [r for r in self.runs[archive] if r.when <= when]
         return older[-1] if older else None
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/archive/{archive}/{ts}/{path:.+}", self._archive)
         app.router.add_get("/file/{sha1}", self._file)
         app.router.add_get("/mirror/{archive}/{path:.+}", self._mirror)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         assert site._server is not None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

@@ -1,0 +1,358 @@
+"""Benchmark: our cache proxy side by side with apt-cacher-ng and approx, same run, loopback.
+
+    .venv/bin/python benchmarks/bench_proxy.py [--quick]
+
+All three caches run as our own processes with temporary configs and caches, in
+front of one local fake snapshot.debian.org (tests/fakesnap.py). Measured:
+
+1. warm hits: requests/s for a small .deb, MB/s for a large one, 1/16/64 clients (ab -k);
+2. cold misses: 16 clients ask for one file behind a slow upstream; upstream fetches;
+3. ten snapshot timestamps sharing pool files: upstream bytes and disk bytes.
+
+Peers are reached as they are normally used: apt-cacher-ng as an HTTP proxy,
+approx by its repository prefix. Needs: apache2-utils (ab), apt-cacher-ng, approx,
+systemd (systemd-socket-activate, to run approx without inetd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakesnap import FakeSnapshot, Run, make_runs, sha1  # noqa: E402
+
+TIMESTAMPS = [f"202401{d:02d}T000000Z" for d in range(1, 11)]
+LARGE = "pool/main/l/large/large_1.0_all.deb"
+MEDIUM = "pool/main/m/medium/medium_1.0_all.deb"
+SMALL = "pool/main/p/pkg0/pkg0_1.0_all.deb"
+
+
+def free_low_port() -> int:
+    """A free port below 32768: apt-cacher-ng 3.7 mangles larger port numbers."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 32768")
+
+
+def wait_http(url: str, proxy: str | None = None, timeout: float = 20) -> None:
+    handlers = [urllib.request.ProxyHandler({"http": proxy} if proxy else {})]
+    opener = urllib.request.build_opener(*handlers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(url, timeout=5) as resp:
+                resp.read()
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered")
+
+
+def du(path: Path, skip: str | None = None) -> int:
+    total = 0
+    for dirpath, dirnames, files in os.walk(path):
+        if skip and skip in dirnames:
+            dirnames.remove(skip)
+        for f in files:
+            p = Path(dirpath, f)
+            if not p.is_symlink():
+                total += p.stat().st_size
+    return total
+
+
+# ------------------------------------------------------------- fake upstream
+class Upstream:
+    """The fake snapshot server on its own event loop thread."""
+
+    def __init__(self, runs: dict[str, list[Run]]) -> None:
+        self.fake = FakeSnapshot(runs)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        port = free_low_port()
+        asyncio.run_coroutine_threadsafe(self.fake.start(port), self.loop).result()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+# --------------------------------------------------------------------- peers
+@dataclass
+class Peer:
+    name: str
+    cache: Path
+    proc: subprocess.Popen[bytes] | None = None
+    proxy: str | None = None  # http proxy to use, if reached that way
+    mirror_url: Callable[[str], str] = field(default=lambda p: p)  # pool path (plain mirror)
+    snap_url: Callable[[str, str], str] = field(default=lambda ts, p: p)
+    disk_skip: str | None = None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_ours(tmp: Path, up: FakeSnapshot) -> Peer:
+    cache = tmp / "ours"
+    port_file = tmp / "ours.port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cache_proxy", "--listen", "127.0.0.1:0", "--cache-dir",
+         str(cache), "--upstream", up.snapshot_base, "--port-file", str(port_file),
+         "--access-log", str(tmp / "ours-access.log")],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "ours.err", "wb"),
+    )
+    for _ in range(400):
+        if port_file.exists():
+            break
+        time.sleep(0.025)
+    addr = port_file.read_text().strip()
+    wait_http(f"http://{addr}/healthz")
+    ts0 = TIMESTAMPS[0]
+    return Peer(
+        "ours", cache, proc,
+        mirror_url=lambda p: f"http://{addr}/archive/debian/{ts0}/{p}",
+        snap_url=lambda ts, p: f"http://{addr}/archive/debian/{ts}/{p}",
+    )
+
+
+def start_acng(tmp: Path, up: FakeSnapshot) -> Peer:
+    port = free_low_port()
+    base = tmp / "acng"
+    for d in ("cache", "log", "conf"):
+        (base / d).mkdir(parents=True)
+    (base / "conf/acng.conf").write_text(
+        f"CacheDir: {base}/cache\nLogDir: {base}/log\nPort: {port}\nBindAddress: 127.0.0.1\n"
+        f"SocketPath: {base}/socket\nForeGround: 1\nAllowUserPorts: 0\nRedirMax: 5\n"
+        "ExThreshold: 4\n"
+    )
+    proc = subprocess.Popen(
+        ["apt-cacher-ng", "-c", str(base / "conf")],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "acng.err", "wb"),
+    )
+    proxy = f"http://127.0.0.1:{port}"
+    wait_http(f"{up.origin}/mirror/debian/dists/bookworm/Release", proxy=proxy)
+    return Peer(
+        "apt-cacher-ng", base / "cache", proc, proxy=proxy,
+        mirror_url=lambda p: f"{up.origin}/mirror/debian/{p}",
+        snap_url=lambda ts, p: f"{up.origin}/archive/debian/{ts}/{p}",
+        disk_skip="_xstore",
+    )
+
+
+def start_approx(tmp: Path, up: FakeSnapshot) -> Peer:
+    port = free_low_port()
+    base = tmp / "approx"
+    (base / "cache").mkdir(parents=True)
+    conf = base / "approx.conf"
+    conf.write_text(
+        f"mirror-debian {up.origin}/mirror/debian\nsnap {up.origin}/archive/debian\n"
+        f"$cache {base}/cache\n$user root\n$group root\n$verbose false\n"
+    )
+    # approx is an inetd service: one process per connection, as in production.
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "--inetd", "-a", "-l", f"127.0.0.1:{port}",
+         "approx", "-c", str(conf)],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "approx.err", "wb"),
+    )
+    addr = f"http://127.0.0.1:{port}"
+    wait_http(f"{addr}/mirror-debian/dists/bookworm/Release")
+    return Peer(
+        "approx", base / "cache", proc,
+        mirror_url=lambda p: f"{addr}/mirror-debian/{p}",
+        snap_url=lambda ts, p: f"{addr}/snap/{ts}/{p}",
+    )
+
+
+# ------------------------------------------------------------------ measures
+def ab(peer: Peer, url: str, concurrency: int, seconds: float, n: int | None = None) -> dict[str, float]:
+    argv = ["ab", "-q", "-k", "-r", "-c", str(concurrency)]
+    argv += ["-n", str(n)] if n else ["-t", str(seconds), "-n", "10000000"]
+    if peer.proxy:
+        argv += ["-X", peer.proxy.removeprefix("http://")]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 120).stdout
+
+    def num(pattern: str) -> float:
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else 0.0
+
+    return {
+        "rps": num(r"Requests per second:\s+([\d.]+)"),
+        "kbps": num(r"Transfer rate:\s+([\d.]+)"),
+        "failed": num(r"Failed requests:\s+(\d+)") + num(r"Non-2xx responses:\s+(\d+)"),
+        "time": num(r"Time taken for tests:\s+([\d.]+)"),
+        "complete": num(r"Complete requests:\s+(\d+)"),
+    }
+
+
+def get(peer: Peer, url: str) -> int:
+    handlers = [urllib.request.ProxyHandler({"http": peer.proxy} if peer.proxy else {})]
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(url, timeout=60) as resp:
+            return len(resp.read()) if resp.status == 200 else -1
+    except OSError:
+        return -1
+
+
+@dataclass
+class Table:
+    rows: list[tuple[str, dict[str, float], bool]] = field(default_factory=list)
+
+    def add(self, name: str, values: dict[str, float], higher_is_better: bool = True) -> None:
+        self.rows.append((name, values, higher_is_better))
+        print(f"  {name}: " + ", ".join(f"{k}={v:,.1f}" for k, v in values.items()), flush=True)
+
+    def render(self) -> str:
+        peers = ["ours", "apt-cacher-ng", "approx"]
+        head = f"{'measure':<44}" + "".join(f"{p:>15}" for p in peers)
+        head += f"{'ours/acng':>11}{'ours/approx':>13}"
+        lines = [head, "-" * len(head)]
+        for name, values, _ in self.rows:
+            cells = "".join(f"{values.get(p, float('nan')):>15,.1f}" for p in peers)
+            ratios = ""
+            for peer, width in (("apt-cacher-ng", 11), ("approx", 13)):
+                v = values.get(peer, 0.0)
+                ratios += f"{values['ours'] / v:>{width}.2f}" if v else f"{'n/a':>{width}}"
+            lines.append(f"{name:<44}{cells}{ratios}")
+        return "\n".join(lines)
+
+
+def warm(peers: list[Peer], table: Table, seconds: float) -> None:
+    for p in peers:  # prime
+        for path in (SMALL, LARGE):
+            assert get(p, p.mirror_url(path)) > 0, f"{p.name} cannot serve {path}"
+    for c in (1, 16, 64):
+        table.add(f"warm small .deb, {c} clients (req/s)",
+                  {p.name: ab(p, p.mirror_url(SMALL), c, seconds)["rps"] for p in peers})
+    for c in (1, 16, 64):
+        n = {1: 40, 16: 160, 64: 256}[c]
+        table.add(f"warm 32 MiB .deb, {c} clients (MB/s)",
+                  {p.name: ab(p, p.mirror_url(LARGE), c, seconds, n=n)["kbps"] / 1024
+                   for p in peers})
+
+
+def cold(peers: list[Peer], up: Upstream, table: Table) -> None:
+    fake = up.fake
+    data = fake.runs["debian"][0].files[MEDIUM]
+    fetches: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    fake.slow_seconds = 2.0
+    try:
+        for p in peers:
+            fake.reset_counts()
+            res = ab(p, p.mirror_url(MEDIUM), 16, 60, n=16)
+            fetches[p.name] = fake.count(f"/file/{sha1(data)}") + fake.count(f"/mirror/debian/{MEDIUM}")
+            seconds[p.name] = res["time"]
+            if res["failed"]:
+                print(f"  {p.name}: {res['failed']:.0f} of 16 cold requests failed")
+    finally:
+        fake.slow_seconds = 0.0
+    table.add("cold: 16 clients, 1 file, slow upstream: fetches", fetches, False)
+    table.add("cold: time until all 16 served (s)", seconds, False)
+
+
+def timestamps(peers: list[Peer], up: Upstream, table: Table) -> None:
+    fake = up.fake
+    first: dict[str, float] = {}
+    total: dict[str, float] = {}
+    disk1: dict[str, float] = {}
+    disk: dict[str, float] = {}
+    ok: dict[str, float] = {}
+    for p in peers:
+        before = fake.bytes_sent
+        disk0 = du(p.cache, p.disk_skip)
+        served = 0
+        for i, ts in enumerate(TIMESTAMPS):
+            run = fake.resolve("debian", ts)
+            assert run is not None
+            paths = ["dists/bookworm/InRelease", "dists/bookworm/main/binary-amd64/Packages.xz"]
+            paths += sorted(q for q in run.files if q.startswith("pool/main/p/"))
+            with ThreadPoolExecutor(8) as pool:
+                sizes = list(pool.map(lambda q, ts=ts: get(p, p.snap_url(ts, q)), paths))
+            served += sum(1 for s in sizes if s > 0)
+            if i == 0:
+                first[p.name] = (fake.bytes_sent - before) / 1e6
+                disk1[p.name] = (du(p.cache, p.disk_skip) - disk0) / 1e6
+        total[p.name] = (fake.bytes_sent - before) / 1e6
+        disk[p.name] = (du(p.cache, p.disk_skip) - disk0) / 1e6
+        ok[p.name] = served
+    table.add("10 timestamps: files served OK", ok)
+    table.add("1 timestamp: upstream MB", first, False)
+    table.add("10 timestamps: upstream MB", total, False)
+    table.add("1 timestamp: disk MB", disk1, False)
+    table.add("10 timestamps: disk MB", disk, False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per warm measurement")
+    args = parser.parse_args()
+    missing = [t for t in ("ab", "apt-cacher-ng", "approx", "systemd-socket-activate")
+               if shutil.which(t) is None]
+    if missing:
+        print(f"error: missing {', '.join(missing)} (hint: apt-get install apache2-utils "
+              "apt-cacher-ng approx systemd)", file=sys.stderr)
+        return 2
+    rng = random.Random(3)
+    runs = {"debian": make_runs("debian", "bookworm", TIMESTAMPS, packages=40, size=64 << 10,
+                                changed_per_run=2,
+                                extra={LARGE: rng.randbytes(32 << 20),
+                                       MEDIUM: rng.randbytes(2 << 20)})}
+    up = Upstream(runs)
+    up.start()
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmpdir:
+        tmp = Path(tmpdir)
+        peers: list[Peer] = []
+        try:
+            peers = [start_ours(tmp, up.fake), start_acng(tmp, up.fake), start_approx(tmp, up.fake)]
+            print("warm hits", flush=True)
+            warm(peers, table, args.seconds)
+            print("cold misses", flush=True)
+            cold(peers, up, table)
+            print("ten timestamps", flush=True)
+            timestamps(peers, up, table)
+        finally:
+            for p in peers:
+                p.stop()
+            up.stop()
+    print()
+    print(table.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
