@@ -1,0 +1,120 @@
+"""`reprobase report`: write the static dashboard (index.html, results.json) from the history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.errors import UserError
+from factory.history import History
+from factory.report import write_report
+
+HELP = "write the static HTML dashboard and results.json from the nightly history"
+
+EPILOG = """\
+Each path is resolved in this order: the flag, then the [nightly] table of
+--config (keys "history" and "report"), then the default:
+  history  /var/lib/reprobase/history.sqlite as root,
+           else ~/.local/share/reprobase/history.sqlite
+  output   /var/lib/reprobase/report as root, else ./report
+
+The page is self-contained (inline CSS and SVG, no script) and works offline;
+the same history always gives the same bytes.
+
+examples:
+  reprobase report --config /etc/reprobase/publish.toml
+  reprobase report --history history.sqlite --output public/ --json
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.add_argument("--history", type=Path, metavar="FILE", help="history sqlite file")
+    p.add_argument("--output", type=Path, metavar="DIR", help="directory to write the report to")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="nightly config (TOML) whose [nightly] history/report keys give the paths",
+    )
+    p.add_argument("--title", default="reprobase", help="page title (default: reprobase)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (paths, counts) instead"
+    )
+
+
+@dataclass(frozen=True)
+class Paths:
+    history: Path
+    output: Path
+
+
+def default_paths(*, root: bool, home: Path, cwd: Path) -> Paths:
+    if root:
+        return Paths(Path("/var/lib/reprobase/history.sqlite"), Path("/var/lib/reprobase/report"))
+    return Paths(home / ".local/share/reprobase/history.sqlite", cwd / "report")
+
+
+def config_paths(config: Path) -> tuple[Path | None, Path | None]:
+    """The [nightly] table's history and report keys (either may be absent)."""
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(
+            f"cannot read config {config}: {exc.strerror}", hint="check --config"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{config} is not valid TOML: {exc}", hint="fix the file") from exc
+    table = data.get("nightly")
+    if not isinstance(table, dict):
+        raise UserError(f"{config} has no [nightly] table", hint="see schedules/nightly.toml")
+    found: list[Path | None] = []
+    for key in ("history", "report"):
+        value = table.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            raise UserError(f"{config}: [nightly] {key} must be a path string", hint="quote it")
+        found.append(Path(value) if value else None)
+    return found[0], found[1]
+
+
+def resolve_paths(args: argparse.Namespace) -> Paths:
+    """Flag, then config file, then the default for this user."""
+    default = default_paths(root=os.geteuid() == 0, home=Path.home(), cwd=Path.cwd())
+    from_config: tuple[Path | None, Path | None] = (None, None)
+    if args.config is not None:
+        from_config = config_paths(args.config)
+    return Paths(
+        history=args.history or from_config[0] or default.history,
+        output=args.output or from_config[1] or default.output,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = resolve_paths(args)
+    if not paths.history.is_file():
+        raise UserError(
+            f"no history at {paths.history}",
+            hint="run 'reprobase nightly' first, or pass --history FILE",
+        )
+    with History(paths.history) as history:
+        index = write_report(history, paths.output, title=args.title)
+        records = len(history.records())
+        images = len(history.images())
+    if args.json:
+        doc = {
+            "history": str(paths.history),
+            "index": str(index),
+            "results": str(index.with_name("results.json")),
+            "images": images,
+            "records": records,
+        }
+        print(json.dumps(doc, sort_keys=True))
+    else:
+        print(index)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,78 @@
+"""`reprobase report`: a static, self-contained HTML dashboard and results.json.
+
+model    records -> what to show (timeline, sizes, package changes), pure
+pkgdiff  package-set changes between two nights, pure
+svg      inline SVG charts, pure
+pages    HTML pages, pure
+jsondoc  results.json, pure
+here     write_report: the only function that touches the file system
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from factory.canonical import canonical_json
+from factory.history import History
+from factory.report import jsondoc, model, pages
+
+
+def render(
+    history: History, *, title: str = "reprobase", generated: str | None = None
+) -> dict[str, bytes]:
+    """Every file of the report: relative path -> bytes (deterministic for a history)."""
+    records = history.records()
+    summary, views = model.build(records)
+    files: dict[str, bytes] = {
+        "index.html": pages.index_page(summary, views, title=title, generated=generated).encode(),
+        "results.json": canonical_json(
+            jsondoc.document(records, summary, views, title=title, generated=generated)
+        ),
+    }
+    for view in views:
+        page = pages.image_page(view, title=title, generated=generated)
+        files[f"images/{view.slug}.html"] = page.encode()
+    return files
+
+
+def write_report(
+    history: History, out_dir: Path, *, title: str = "reprobase", generated: str | None = None
+) -> Path:
+    """Write index.html, results.json and images/*.html into out_dir; return index.html.
+
+    The new report is assembled next to out_dir and swapped in, so a web server
+    serving out_dir never shows half a report.
+    """
+    files = render(history, title=title, generated=generated)
+    out_dir = out_dir.absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for rel, data in sorted(files.items()):
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        os.chmod(staging, 0o755)
+        for sub in staging.rglob("*"):
+            os.chmod(sub, 0o755 if sub.is_dir() else 0o644)
+        _swap(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "index.html"
+
+
+def _swap(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["render", "write_report"]
