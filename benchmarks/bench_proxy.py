@@ -130,7 +130,7 @@ def start_ours(tmp: Path, up: FakeSnapshot) -> Peer:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cache_proxy", "--listen", "127.0.0.1:0", "--cache-dir",
          str(cache), "--upstream", up.snapshot_base, "--port-file", str(port_file),
-         "--access-log", str(tmp / "ours-access.log")],
+         "--access-log", os.environ.get("BENCH_OURS_LOG", str(tmp / "ours-access.log"))],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=open(tmp / "ours.err", "wb"),
     )

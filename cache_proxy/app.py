@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
 
 from cache_proxy import httpsem, routing
+from cache_proxy.accesslog import AccessLog
 from cache_proxy.cache import Cache
 from cache_proxy.config import ProxyConfig
 from cache_proxy.flight import Aborted, Flight, tee
@@ -27,12 +30,20 @@ from cache_proxy.upstream import NotFound, UpstreamError
 from cache_proxy.verify import VerifyError
 
 log = logging.getLogger("cache_proxy.app")
-access_log = logging.getLogger("cache_proxy.access")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CACHE_KEY: Final = web.RequestKey("cache", str)
-APP_KEY: Final[web.AppKey[ProxyApp]] = web.AppKey("proxy")
+CACHE_KEY: Final = "reprobase.cache"
 REFETCH_ROUNDS: Final = 3
+SMALL_BLOB: Final = 256 * 1024
+SMALL_TOTAL: Final = 64 << 20
+# Requests that need FileResponse's full RFC 9110 §13/§14 handling.
+_CONDITIONAL: Final = (
+    hdrs.RANGE,
+    hdrs.IF_RANGE,
+    hdrs.IF_MODIFIED_SINCE,
+    hdrs.IF_UNMODIFIED_SINCE,
+    hdrs.IF_NONE_MATCH,
+    hdrs.IF_MATCH,
+)
 FILE_CHUNK: Final = 256 * 1024
 
 
@@ -55,28 +66,71 @@ class BlobResponse(web.FileResponse):
         return await super().prepare(request)
 
 
+@dataclass(frozen=True)
+class SmallBlob:
+    body: bytes
+    headers: dict[str, str]  # the validators FileResponse would send for this file
+
+    @classmethod
+    def load(cls, path: Path) -> SmallBlob:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            body = f.read()
+        return cls(
+            body,
+            {
+                hdrs.ETAG: httpsem.file_etag(st),
+                hdrs.LAST_MODIFIED: httpsem.http_date(st.st_mtime),
+                hdrs.ACCEPT_RANGES: "bytes",
+            },
+        )
+
+
+class SmallBlobs:
+    """LRU of small blobs' bytes, bounded in total size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._items: OrderedDict[str, SmallBlob] = OrderedDict()
+
+    def get(self, sha256: str) -> SmallBlob | None:
+        item = self._items.get(sha256)
+        if item is not None:
+            self._items.move_to_end(sha256)
+        return item
+
+    def put(self, sha256: str, item: SmallBlob) -> None:
+        if sha256 in self._items:
+            return
+        self._items[sha256] = item
+        self.size += len(item.body)
+        while self.size > self.limit:
+            _, old = self._items.popitem(last=False)
+            self.size -= len(old.body)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.size = 0
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per request; also counts statuses and bytes served (even if not logging)."""
+
+    owner: ProxyApp
 
     @property
     def enabled(self) -> bool:
         return True
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        proxy = request.app[APP_KEY] if isinstance(request, web.Request) else None
-        if proxy is not None:
-            proxy.metrics.inc("requests_total", status=str(response.status))
-            proxy.metrics.inc("served_bytes_total", response.body_length)
-        if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(
-                '%s "%s %s" %d %d %s %.4f',
-                request.remote,
-                request.method,
-                str(request.url) if is_forward(request) else request.path_qs,
-                response.status,
-                response.body_length,
-                request.get(CACHE_KEY, "-") if isinstance(request, web.Request) else "-",
-                time,
+        proxy = self.owner
+        proxy.metrics.count_response(response.status, response.body_length)
+        if proxy.access.enabled:
+            # raw_path is the request target as sent: absolute-form for forward requests.
+            proxy.access.write(
+                f'{request.remote} "{request.method} {request.raw_path}" {response.status} '
+                f"{response.body_length} {request.get(CACHE_KEY, '-')} {time:.4f}"
             )
 
 
@@ -107,53 +161,63 @@ class ProxyApp:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.cache = Cache(config, self.metrics)
+        self.small = SmallBlobs(SMALL_TOTAL)
+        self.access = AccessLog(config.access_log)
+        self.cache = Cache(config, self.metrics, on_evict=self.small.clear)
         self.ready = False
 
-    def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._front_door])
-        app[APP_KEY] = self
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", self.metrics_page)
-        app.router.add_get("/archive/{tail:.+}", self.archive)
-        app.on_startup.append(self._startup)
-        app.on_cleanup.append(self._cleanup)
-        return app
+    def make_server(self) -> web.Server:
+        """A low-level aiohttp server: four fixed doors need no router or middleware."""
+        return web.Server(
+            self.dispatch,
+            access_log_class=self.access_logger_class(),
+            access_log=log,
+            handler_cancellation=False,  # a client leaving never cancels a download
+        )
 
-    async def _startup(self, app: web.Application) -> None:
+    def access_logger_class(self) -> type[AbstractAccessLogger]:
+        proxy = self
+
+        class Logger(AccessLogger):
+            owner = proxy
+
+        return Logger
+
+    async def startup(self) -> None:
+        self.access.start()
         await self.cache.open()
         self.ready = True
 
-    async def _cleanup(self, app: web.Application) -> None:
+    async def cleanup(self) -> None:
         self.ready = False
         await self.cache.close()
+        await self.access.close()
 
-    @web.middleware
-    async def _front_door(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse CONNECT and foreign hosts: we are a cache for our upstreams, not a proxy."""
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
         if request.method == hdrs.METH_CONNECT:
             return _text(405, "CONNECT is refused: this proxy only caches Debian archives")
+        if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+            return _text(405, "only GET and HEAD")
+        path = request.path
         if is_forward(request):  # RFC 9112 §3.2.2 absolute-form: forward proxy
             url = request.url
             if url.scheme != "http" or not routing.forward_host_allowed(
                 url.host, url.port, self.config.allowed_hosts
             ):
                 return _text(403, f"host {url.host} is not an upstream of this proxy")
-            if not request.path.startswith("/archive/"):
+            if not path.startswith("/archive/"):
                 return _text(404, "only /archive/<archive>/<timestamp>/ URLs are served")
-        response: web.StreamResponse = await handler(request)
-        return response
+        elif path == "/healthz":
+            return web.Response(text="ok") if self.ready else _text(503, "starting")
+        elif path == "/metrics":
+            return web.Response(
+                body=self.metrics.render().encode(),
+                headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"},
+            )
+        return await self.archive(request)
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok") if self.ready else _text(503, "starting")
-
-    async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.render().encode(),
-            headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"},
-        )
-
-    async def archive(self, request: web.Request) -> web.StreamResponse:
+    async def archive(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             target = routing.parse_archive_path(request.path, self.config.archives)
         except BadTarget as exc:
@@ -161,7 +225,13 @@ class ProxyApp:
         return await self.serve(request, target)
 
     # ------------------------------------------------------------------ serving
-    async def serve(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
+        hot = self.cache.lookup_hot(target)
+        if hot is not None:  # the warm-hit fast path: no awaits before the answer
+            request[CACHE_KEY] = "HIT"
+            fast = self._small_response(request, target, hot)
+            if fast is not None:
+                return fast
         for _ in range(REFETCH_ROUNDS):
             try:
                 found = await self.cache.lookup(target)
@@ -169,7 +239,7 @@ class ProxyApp:
                 return error_response(exc)
             if isinstance(found, BlobRow):
                 request[CACHE_KEY] = "HIT"
-                return self._file(target, found)
+                return await self._file(request, target, found)
             flight = found
             request[CACHE_KEY] = "MISS" if flight.waiters == 1 else "COALESCED"
             if flight.refetch:
@@ -181,7 +251,43 @@ class ProxyApp:
             return await self._from_flight(request, target, flight)
         return _text(502, "file vanished while being stored")
 
-    def _file(self, target: Target, row: BlobRow) -> BlobResponse:
+    async def _file(
+        self, request: web.BaseRequest, target: Target, row: BlobRow
+    ) -> web.StreamResponse:
+        headers: dict[str, str] = {
+            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
+            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
+        }
+        if row.size <= SMALL_BLOB and not any(h in request.headers for h in _CONDITIONAL):
+            # Small, unconditional hits from memory: no file system round trips at all.
+            fast = self._small_response(request, target, row)
+            if fast is not None:
+                return fast
+            loop = asyncio.get_running_loop()
+            path = self.cache.blob_path(row.sha256)
+            small = await loop.run_in_executor(None, SmallBlob.load, path)
+            self.small.put(row.sha256, small)
+            headers.update(small.headers)
+            return web.Response(body=small.body, headers=headers)
+        return self._blob_response(target, row)
+
+    def _small_response(
+        self, request: web.BaseRequest, target: Target, row: BlobRow
+    ) -> web.Response | None:
+        """A small blob already in memory, for a request with no conditions or ranges."""
+        small = self.small.get(row.sha256)
+        if small is None or any(h in request.headers for h in _CONDITIONAL):
+            return None
+        self.cache.touch(row.sha256)
+        self.metrics.inc("hits_total")
+        headers = {
+            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
+            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
+            **small.headers,
+        }
+        return web.Response(body=small.body, headers=headers)
+
+    def _blob_response(self, target: Target, row: BlobRow) -> BlobResponse:
         return BlobResponse(
             self.cache.blob_path(row.sha256),
             chunk_size=FILE_CHUNK,
@@ -192,7 +298,7 @@ class ProxyApp:
         )
 
     async def _from_flight(
-        self, request: web.Request, target: Target, flight: Flight
+        self, request: web.BaseRequest, target: Target, flight: Flight
     ) -> web.StreamResponse:
         await flight.started()
         ranged = hdrs.RANGE in request.headers or hdrs.IF_RANGE in request.headers
@@ -203,7 +309,7 @@ class ProxyApp:
             except Exception as exc:
                 return error_response(exc)
             assert row is not None
-            return self._file(target, row)
+            return await self._file(request, target, row)
         att = flight.attempt
         assert att is not None
         headers = {

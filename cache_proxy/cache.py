@@ -53,7 +53,10 @@ class Job:
 
 
 class Cache:
-    def __init__(self, config: ProxyConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: ProxyConfig, metrics: Metrics, on_evict: Callable[[], None] | None = None
+    ) -> None:
+        self.on_evict = on_evict
         self.config = config
         self.metrics = metrics
         self.store = BlobStore(config.cache_dir)
@@ -64,6 +67,7 @@ class Cache:
         self._hot: OrderedDict[str, BlobRow] = OrderedDict()
         self._runs: dict[tuple[str, str], tuple[str, float | None]] = {}
         self._linked: set[tuple[str, str, str]] = set()
+        self._immutable: set[str] = set()
         self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self._atimes: dict[str, float] = {}
         self.size = 0
@@ -102,7 +106,12 @@ class Cache:
 
     # ------------------------------------------------------------------- lookup
     def volatile(self, ts: str) -> bool:
-        return timestamps.is_volatile(ts, datetime.now(UTC), self.config.volatile_window)
+        if ts in self._immutable:
+            return False
+        if timestamps.is_volatile(ts, datetime.now(UTC), self.config.volatile_window):
+            return True
+        self._immutable.add(ts)  # time only moves on: once past, always past
+        return False
 
     def _expires(self, volatile: bool) -> float | None:
         return time.time() + self.config.volatile_ttl if volatile else None
@@ -164,6 +173,15 @@ class Cache:
         if row is not None and not self.volatile(run):
             self._remember(key, row)
         return row
+
+    def lookup_hot(self, target: Target) -> BlobRow | None:
+        """A blob remembered in memory for an immutable target, or None (then ``lookup``)."""
+        if self.config.mode is Mode.RECORD:
+            run: str | None = target.ts
+        else:
+            known = self._runs.get((target.archive, target.ts))
+            run = known[0] if known and known[1] is None else None
+        return self._hot.get(target.key(run)) if run is not None else None
 
     async def lookup(self, target: Target) -> BlobRow | Flight:
         """A stored blob, or the flight (new or joined) that will produce it."""
@@ -353,6 +371,8 @@ class Cache:
     # ----------------------------------------------------------------- indexes
     async def note_index(self, target: Target, run: str, row: BlobRow) -> None:
         """If ``row`` is a Release/Packages/Sources of (archive, run), learn its hashes."""
+        if target.kind is Kind.FILE:
+            return
         link = (target.archive, run, row.sha256)
         if link in self._linked:
             return
@@ -480,4 +500,6 @@ class Cache:
                 self.metrics.inc("cache_blobs", -1)
         self._hot.clear()
         self._linked.clear()
+        if self.on_evict is not None:
+            self.on_evict()
         self.metrics.set("cache_bytes", self.size)

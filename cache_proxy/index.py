@@ -26,6 +26,7 @@ from cache_proxy.debindex import Entries
 _SCHEMA: Final = """
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
+PRAGMA journal_size_limit=1048576;
 CREATE TABLE IF NOT EXISTS blobs (
     sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, sha1 TEXT NOT NULL,
     mtime REAL NOT NULL, ctype TEXT NOT NULL, atime REAL NOT NULL);

@@ -36,6 +36,11 @@ class Metrics:
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] += amount
 
+    def count_response(self, status: int, body_bytes: int) -> None:
+        """Hot path: one call per request, no label sorting."""
+        self._values["requests_total"][(("status", str(status)),)] += 1
+        self._values["served_bytes_total"][()] += body_bytes
+
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] = value
 

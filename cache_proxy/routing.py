@@ -8,6 +8,7 @@ configured with ``Acquire::http::Proxy``. Both become one ``Target``.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -45,7 +46,7 @@ class Target:
     ts: str  # canonical spelling
     path: str  # relative to the archive root, decoded, no leading '/'
 
-    @property
+    @functools.cached_property
     def kind(self) -> Kind:
         if _RELEASE.match(self.path):
             return Kind.RELEASE
@@ -83,6 +84,7 @@ def index_kind(path: str) -> tuple[str, str] | None:
     return (m["kind"], m["ext"] or "") if m else None
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_archive_path(path: str, archives: tuple[str, ...]) -> Target:
     """Parse a decoded ``/archive/<archive>/<ts>/<path>`` request path."""
     m = _ARCHIVE_PATH.match(path)

@@ -12,7 +12,7 @@ from typing import Final
 
 from aiohttp import web
 
-from cache_proxy.app import AccessLogger, ProxyApp
+from cache_proxy.app import ProxyApp
 from cache_proxy.config import ProxyConfig
 
 log = logging.getLogger("cache_proxy.server")
@@ -26,31 +26,13 @@ def write_port_file(path: Path, address: str) -> None:
     os.replace(tmp, path)
 
 
-def _access_logger(config: ProxyConfig) -> logging.Logger:
-    logger = logging.getLogger("cache_proxy.access")
-    logger.propagate = False
-    logger.handlers.clear()
-    if config.access_log is None:
-        logger.setLevel(logging.WARNING)
-        return logger
-    handler: logging.Handler
-    if config.access_log == "-":
-        handler = logging.StreamHandler()
-    else:
-        handler = logging.FileHandler(config.access_log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    return logger
-
-
 class ProxyServer:
     """The proxy on a socket; ``start`` returns once it is listening and ready."""
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.proxy = ProxyApp(config)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.port = 0
 
     @property
@@ -60,13 +42,8 @@ class ProxyServer:
         return f"[{shown}]:{self.port}" if ":" in shown else f"{shown}:{self.port}"
 
     async def start(self) -> str:
-        self._runner = web.AppRunner(
-            self.proxy.make_app(),
-            access_log_class=AccessLogger,
-            access_log=_access_logger(self.config),
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-            handler_cancellation=False,  # a client leaving never cancels a download
-        )
+        await self.proxy.startup()
+        self._runner = web.ServerRunner(self.proxy.make_server(), shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, backlog=1024, reuse_address=True
@@ -87,6 +64,7 @@ class ProxyServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            await self.proxy.cleanup()
 
 
 async def serve_forever(config: ProxyConfig) -> None:

@@ -8,6 +8,7 @@ instant-to-run resolution is learnt from upstream redirects (see ``resolver``).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -42,6 +43,7 @@ def parse(text: str) -> datetime:
         raise BadTimestamp(text) from exc
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical(text: str) -> str:
     """``2024-01-01T00:00Z`` and ``20240101`` both become ``20240101T000000Z``."""
     return parse(text).strftime(CANONICAL_FORMAT)
