@@ -31,7 +31,7 @@ from cache_proxy.verify import VerifyError
 
 log = logging.getLogger("cache_proxy.app")
 
-CACHE_KEY: Final = "reprobase.cache"
+CACHE_KEY: Final = web.RequestKey("cache", str)
 REFETCH_ROUNDS: Final = 3
 SMALL_BLOB: Final = 256 * 1024
 SMALL_TOTAL: Final = 64 << 20

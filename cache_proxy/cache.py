@@ -193,6 +193,20 @@ class Cache:
                 await self.note_index(target, run, row)
                 self.metrics.inc("hits_total")
                 return row
+        if (
+            self.config.mode is Mode.SNAPSHOT
+            and target.kind is Kind.INDEX
+            and (run is None or not await self._listed(target, run))
+        ):
+            # Verify indexes against their Release: learn it first if nobody asked for it.
+            await self._ensure_release(target)
+            run = await self.run_for(target)
+            row = await self.cached(target, run) if run is not None else None
+            if row is not None and run is not None:
+                self.touch(row.sha256)
+                await self.note_index(target, run, row)
+                self.metrics.inc("hits_total")
+                return row
         if self.config.mode is Mode.RECORD and target.kind in (Kind.RELEASE, Kind.INDEX):
             suite = target.suite
             assert suite is not None and run is not None
@@ -205,6 +219,22 @@ class Cache:
                 )
         job = await self._job(target, run)
         return await self._start(target.key(run), lambda f: self._download(f, job))
+
+    async def _listed(self, target: Target, run: str) -> bool:
+        exp = await self.index.call(Index.expectation, target.archive, run, target.path)
+        return exp is not None
+
+    async def _ensure_release(self, target: Target) -> None:
+        """Fetch (or find) the suite's InRelease, else Release, through the cache."""
+        for name in ("InRelease", "Release"):
+            root = Target(target.archive, target.ts, f"dists/{target.suite}/{name}")
+            try:
+                found = await self.lookup(root)
+                if isinstance(found, Flight):
+                    await asyncio.shield(found.done)
+                return
+            except Exception as exc:  # no signed root: indexes get length checks only
+                log.info("no %s for %s: %s", name, target.path, exc)
 
     async def _start(
         self, key: str, body: Callable[[Flight], Awaitable[None]], refetch: bool = False

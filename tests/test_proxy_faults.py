@@ -136,3 +136,15 @@ async def test_client_disconnect_does_not_cancel_download(
     assert status == 200 and body == want
     assert fake.count(file_path(fake)) == 1
     assert metric(proxy, "hits_total") == 1
+
+
+async def test_index_verified_even_if_release_was_not_asked(
+    fake: FakeSnapshot, make_proxy, http
+) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy()
+    run = fake.runs["debian"][0]
+    fake.inject(f"/archive/debian/{RUNS[0]}/{PKGS_XZ}", "corrupt", times=1)
+    status, body = await fetch_like_apt(http, proxy.archive_url("debian", RUNS[0], PKGS_XZ))
+    assert status == 200 and body == run.files[PKGS_XZ]
+    assert fake.count(f"/archive/debian/{RUNS[0]}/dists/bookworm/InRelease") == 1
+    assert metric(proxy, "verify_failures_total") == 1
