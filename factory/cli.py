@@ -16,17 +16,19 @@ from typing import Protocol, cast
 from factory import __version__
 from factory.errors import UserError
 
-# name -> module; the module owns its flags and its behaviour.
-COMMANDS: dict[str, str] = {
-    "build": "factory.commands.build",
-    "verify": "factory.commands.verify",
-    "diff": "factory.commands.diff",
-    "publish": "factory.commands.publish",
-    "reproduce": "factory.commands.reproduce",
-    "nightly": "factory.commands.nightly",
-    "report": "factory.commands.report",
-    "schedule": "factory.commands.schedule",
-    "proxy": "cache_proxy.cli",
+# name -> (module, one-line help). Only the module of the command being run is
+# imported: start-up stays fast, and one command's problem cannot break another.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("factory.commands.build", "build an image twice and check both builds are identical"),
+    "verify": ("factory.commands.verify", "rebuild an OCI layout's image and compare"),
+    "diff": ("factory.commands.diff", "explain why two images differ"),
+    "publish": ("factory.commands.publish", "push an OCI layout to registries"),
+    "merge": ("factory.commands.merge", "merge per-architecture layouts into one index"),
+    "reproduce": ("factory.commands.reproduce", "rebuild a published image from its own labels"),
+    "nightly": ("factory.commands.nightly", "build, verify and publish every configured image"),
+    "report": ("factory.commands.report", "write the reproducibility dashboard"),
+    "schedule": ("factory.commands.schedule", "install the nightly schedule (systemd, cron)"),
+    "proxy": ("cache_proxy.cli", "run the verifying cache proxy for snapshot.debian.org"),
 }
 
 
@@ -39,15 +41,16 @@ class Command(Protocol):
 
 
 def _load(name: str) -> Command | None:
+    module = COMMANDS[name][0]
     try:
-        return cast(Command, importlib.import_module(COMMANDS[name]))
+        return cast(Command, importlib.import_module(module))
     except ModuleNotFoundError as exc:
-        if exc.name == COMMANDS[name]:
+        if exc.name == module:
             return None  # not implemented yet
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reprobase",
         description="Build bit-for-bit reproducible Debian base images pinned to "
@@ -57,14 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reprobase {__version__}")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name, (_module, summary) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=summary)  # listed in --help, not imported
+            continue
         mod = _load(name)
         if mod is None:
             continue
         p = sub.add_parser(
             name,
-            help=mod.HELP,
-            description=mod.HELP,
+            help=summary,
+            description=getattr(mod, "HELP", summary),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
@@ -73,11 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str:
+    """The subcommand named in argv ("" for none): the first word that is not an option."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_command_of(argv))
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    if args.command is None or not hasattr(args, "_module"):
+        if args.command is not None:
+            print(f"error: '{args.command}' is not available yet", file=sys.stderr)
+        else:
+            parser.print_help()
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,

@@ -83,6 +83,9 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         f"--components={','.join(r.components)}",
         f"--keyring={KEYRING}",
         "--format=tar",
+        # merged-/usr the debootstrap way (symlinks + usr-is-merged): without it
+        # bookworm's init-system-helpers pulls in usrmerge and with it all of perl.
+        "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr",
         '--aptopt=Acquire::Languages "none"',
         '--aptopt=Acquire::Retries "3"',
     ]
