@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +140,12 @@ class History:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30.0)
+            # One connection, usable from worker threads (the nightly may record from an
+            # executor); the lock keeps each transaction whole.
+            self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(
                 f"cannot open history {path}: {exc}",
@@ -175,7 +179,7 @@ class History:
 
     def add(self, rec: ResultRecord) -> None:
         key = package_set_key(rec.packages) if rec.packages else None
-        with self._db:
+        with self._lock, self._db:
             if key is not None:
                 self._db.execute(
                     "INSERT OR IGNORE INTO package_sets(key, packages) VALUES (?, ?)",
@@ -225,26 +229,30 @@ class History:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return self._load(self._db.execute(sql, params).fetchall())
+        with self._lock:
+            return self._load(self._db.execute(sql, params).fetchall())
 
     def last_published(self, image: str, arch: str) -> ResultRecord | None:
         """The newest publishable record that actually wrote a ref, or None."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE image = ? AND arch = ? "
-            f"AND verdict IN ({', '.join('?' * len(PUBLISHABLE))}) AND published != '[]' "
-            "ORDER BY started DESC, id DESC LIMIT 1",
-            (image, arch, *PUBLISHABLE),
-        ).fetchall()
-        found = self._load(rows)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM results WHERE image = ? AND arch = ? "
+                f"AND verdict IN ({', '.join('?' * len(PUBLISHABLE))}) AND published != '[]' "
+                "ORDER BY started DESC, id DESC LIMIT 1",
+                (image, arch, *PUBLISHABLE),
+            ).fetchall()
+            found = self._load(rows)
         return found[0] if found else None
 
     def images(self) -> list[str]:
-        rows = self._db.execute("SELECT DISTINCT image FROM results ORDER BY image").fetchall()
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT image FROM results ORDER BY image").fetchall()
         return [r[0] for r in rows]
 
     def stored_package_sets(self) -> int:
         """How many distinct package lists are stored (for tests and `report --json`)."""
-        return int(self._db.execute("SELECT count(*) FROM package_sets").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM package_sets").fetchone()[0])
 
     def _load(self, rows: Iterable[tuple[Any, ...]]) -> list[ResultRecord]:
         rows = list(rows)
@@ -259,7 +267,8 @@ class History:
         return [_record(r, sets.get(r[12], ()) if r[12] else ()) for r in rows]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> History:
         return self

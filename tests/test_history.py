@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,27 @@ def test_to_json_shape() -> None:
     assert j["packages"] == [["<svg onload=alert(1)>", "1.0&amp;", "amd64"]]
     assert j["published"] == ["javascript:alert(1)"]
     assert set(j) == {f.name for f in dataclasses.fields(ResultRecord)}
+
+
+def test_add_from_worker_threads(tmp_path: Path) -> None:
+    base = synthetic_records()[0]
+    with History(tmp_path / "h.sqlite") as h:
+
+        def add_many(worker: int) -> None:
+            for i in range(25):
+                h.add(dataclasses.replace(base, run_id=f"w{worker}-{i}"))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(add_many, range(4)))
+        assert len(h.records()) == 100
+        assert h.stored_package_sets() == 1
+
+
+def test_reader_and_writer_on_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    recs = synthetic_records()
+    with History(path) as writer, History(path) as reader:
+        writer.add(recs[0])
+        assert reader.records() == [recs[0]]
+        writer.add(recs[1])
+        assert len(reader.records()) == 2

@@ -62,9 +62,16 @@ def test_results_json_golden(history: History) -> None:
 def test_results_json_holds_every_record(history: History) -> None:
     doc = json.loads(render(history)["results.json"])
     assert len(doc["records"]) == len(synthetic_records())
-    assert sorted(map(canonical_json, doc["records"])) == sorted(
+    # With each package_set key replaced by its list, the records are the history's.
+    sets = doc["package_sets"]
+    rebuilt = []
+    for rec in doc["records"]:
+        key = rec.pop("package_set")
+        rebuilt.append({**rec, "packages": sets[key] if key else []})
+    assert sorted(map(canonical_json, rebuilt)) == sorted(
         canonical_json(r.to_json()) for r in synthetic_records()
     )
+    assert len(sets) == len({r.packages for r in synthetic_records() if r.packages})
     assert doc["summary"]["last_30_nights"]["verdicts"] == {
         "reproducible": 17,
         "unchanged": 10,

@@ -1,11 +1,15 @@
-"""results.json: every record of the history plus the summary the page shows."""
+"""results.json: every record of the history plus the summary the page shows.
+
+Records name their package list by key (`package_set`, the SHA-256 of its canonical
+JSON); `package_sets` maps each key to the list once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from factory.history import ResultRecord
+from factory.history import ResultRecord, package_set_key
 from factory.report.model import Counts, ImageView, Summary
 
 JSON_SCHEMA_VERSION = 1
@@ -13,6 +17,14 @@ JSON_SCHEMA_VERSION = 1
 
 def _sort_key(r: ResultRecord) -> tuple[str, ...]:
     return (r.image, r.arch, r.snapshot, r.kind, r.started, r.finished, r.run_id)
+
+
+def _record(r: ResultRecord) -> dict[str, Any]:
+    """A record as JSON; its package list is referenced by key (see package_sets)."""
+    doc = r.to_json()
+    del doc["packages"]
+    doc["package_set"] = package_set_key(r.packages) if r.packages else None
+    return doc
 
 
 def _counts(c: Counts) -> dict[str, Any]:
@@ -58,7 +70,14 @@ def document(
             }
             for v in views
         ],
-        "records": [r.to_json() for r in sorted(records, key=_sort_key)],
+        "records": [_record(r) for r in sorted(records, key=_sort_key)],
+        # Package lists once per distinct set, as in the history: a year of nights
+        # with a rarely changing package set stays small.
+        "package_sets": {
+            package_set_key(r.packages): [list(p) for p in r.packages]
+            for r in records
+            if r.packages
+        },
     }
     if generated is not None:
         doc["generated"] = generated
