@@ -112,7 +112,7 @@ def latest_block(latest: Latest, *, full: bool) -> str:
         ("manifest B", digest(rec.digest_b, full=full)),
         ("layer", f"{esc(size(rec.size))} ({esc(size(rec.uncompressed_size))} unpacked)"),
         ("packages", str(len(rec.packages)) if rec.packages else DASH),
-        ("upstream", f"{esc(size(rec.upstream_bytes))} fetched"),
+        ("upstream", DASH if rec.upstream_bytes is None else f"{size(rec.upstream_bytes)} fetched"),
         ("durations", durations(rec.durations)),
     ]
     if rec.message:
@@ -141,7 +141,7 @@ def change_item(c: PackageChange) -> str:
     return f'<li class="{kind}">{mark}{text}</li>'
 
 
-def changes_block(sets: Sequence[ChangeSet], limit: int) -> str:
+def changes_block(sets: Sequence[ChangeSet], limit: int, more_href: str = "") -> str:
     if not sets:
         return '<p class="muted">No package-set changes recorded.</p>'
     rows = []
@@ -151,11 +151,12 @@ def changes_block(sets: Sequence[ChangeSet], limit: int) -> str:
             f"since {esc(snapshot_label(cs.previous))}<br>{esc(', '.join(cs.arches))}</div>"
             f"<ul>{''.join(change_item(c) for c in cs.changes)}</ul>"
         )
-    more = (
-        f'<p class="muted">{len(sets) - limit} earlier change sets not shown.</p>'
-        if len(sets) > limit
-        else ""
-    )
+    more = ""
+    if len(sets) > limit:
+        earlier = f"{len(sets) - limit} earlier change sets"
+        if more_href:
+            earlier = f'<a href="{esc(more_href)}">{earlier}</a>'
+        more = f'<p class="muted">{earlier} not shown.</p>'
     return f'<div class="changes">{"".join(rows)}</div>{more}'
 
 
@@ -220,7 +221,11 @@ def image_section(view: ImageView, *, overview: bool) -> str:
         f'<h3>Latest</h3><div class="latest">{latest}</div>',
         f"<h3>Sizes</h3>{size_charts(view)}",
         "<h3>Package changes</h3>",
-        changes_block(view.changes, 3 if overview else len(view.changes)),
+        changes_block(
+            view.changes,
+            3 if overview else len(view.changes),
+            f"images/{view.slug}.html" if overview else "",
+        ),
     ]
     if not overview:
         parts.append(f"<h3>Last 30 nights</h3><div>{counts_line(view.counts)}</div>")

@@ -21,7 +21,8 @@ VERDICT_COLOURS: dict[str, str] = {
 EMPTY_COLOUR = "#eceff3"
 ARCH_COLOURS = ("#3867d6", "#8e44ad", "#16a085", "#e67e22", "#2c3e50", "#c0392b")
 
-CELL_W, CELL_H, GAP, LABEL_W, AXIS_H = 18, 24, 3, 58, 18
+CELL_W, CELL_H, GAP, LABEL_W, AXIS_H = 18, 24, 3, 68, 18
+MAX_WIDTH = 1080  # the card's inner width: the newest nights must never scroll away
 
 
 def _n(x: float) -> str:
@@ -48,17 +49,17 @@ def cell_title(cell: Cell) -> str:
     return "\n".join(lines)
 
 
-def _cell(cell: Cell, x: float, y: float) -> str:
+def _cell(cell: Cell, x: float, y: float, w: float) -> str:
     fill = VERDICT_COLOURS.get(cell.verdict or "", EMPTY_COLOUR)
     parts = [
         f"<g><title>{esc(cell_title(cell))}</title>"
-        f'<rect x="{_n(x)}" y="{_n(y)}" width="{CELL_W}" height="{CELL_H}" rx="3" '
+        f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{CELL_H}" rx="{_n(min(3, w / 3))}" '
         f'fill="{fill}"/>'
     ]
     if cell.reverify:
         dot = VERDICT_COLOURS.get(cell.reverify[0].verdict, EMPTY_COLOUR)
         parts.append(
-            f'<circle cx="{_n(x + CELL_W / 2)}" cy="{_n(y + CELL_H - 5)}" r="3.2" '
+            f'<circle cx="{_n(x + w / 2)}" cy="{_n(y + CELL_H - 5)}" r="{_n(min(3.2, w / 2.5))}" '
             f'fill="{dot}" stroke="#fff" stroke-width="1.5"/>'
         )
     parts.append("</g>")
@@ -68,7 +69,10 @@ def _cell(cell: Cell, x: float, y: float) -> str:
 def timeline_svg(tl: Timeline, *, label: str) -> str:
     """One row per architecture, one cell per night, newest on the right."""
     n = len(tl.snapshots)
-    width = LABEL_W + n * (CELL_W + GAP)
+    # Long strips get narrower cells rather than a scroll bar.
+    pitch = min(CELL_W + GAP, (MAX_WIDTH - LABEL_W) // max(n, 1))
+    w = pitch - (GAP if pitch > 12 else 2)
+    width = LABEL_W + n * pitch
     height = len(tl.arches) * (CELL_H + GAP) + AXIS_H
     out = [
         f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
@@ -78,10 +82,10 @@ def timeline_svg(tl: Timeline, *, label: str) -> str:
     for row_i, (arch, row) in enumerate(zip(tl.arches, tl.rows, strict=True)):
         y = row_i * (CELL_H + GAP)
         out.append(f'<text x="0" y="{_n(y + CELL_H / 2 + 4)}" class="axis arch">{esc(arch)}</text>')
-        out.extend(_cell(cell, LABEL_W + i * (CELL_W + GAP), y) for i, cell in enumerate(row))
+        out.extend(_cell(cell, LABEL_W + i * pitch, y, w) for i, cell in enumerate(row))
     axis_y = len(tl.arches) * (CELL_H + GAP) + 12
     for i in range(n - 1, -1, -7):  # a date under every 7th night, counted from the newest
-        x = LABEL_W + i * (CELL_W + GAP) + CELL_W
+        x = LABEL_W + i * pitch + w
         out.append(
             f'<text x="{_n(x)}" y="{axis_y}" text-anchor="end" class="axis">'
             f"{esc(short_label(tl.snapshots[i]))}</text>"
