@@ -392,3 +392,10 @@ def test_show(tmp_path: Path) -> None:
     )
     cron_only = run([str(REPROBASE), "schedule", "show", "--cron", "--config", str(config)])
     assert cron_only.stdout == f"# /etc/cron.d/reprobase\n{units.cron(paths)}"
+
+
+def test_readme_lists_every_file() -> None:
+    readme = (SCHEDULES / "README.md").read_text()
+    for path in SCHEDULES.iterdir():
+        if path.name != "README.md":
+            assert f"`{path.name}`" in readme, path.name
