@@ -27,6 +27,7 @@ class Verdict:
     report: dict[str, Any] | None = None  # the diff report when they differ
     report_text: str = ""
     upstream_bytes: dict[str, int] = field(default_factory=dict)  # per build, from the proxy
+    seconds: dict[str, float] = field(default_factory=dict)  # per build
 
     @property
     def reproducible(self) -> bool:
@@ -93,10 +94,13 @@ def double_build(
     """meter() reads the proxy's upstream byte counter (None when there is no proxy)."""
     base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
     fetched: dict[str, int] = {}
+    seconds: dict[str, float] = {}
 
     def metered(name: str, env: BuildEnv) -> BuildResult:
         before = meter() if meter else None
+        t0 = progress.elapsed()
         result = build(req, env, base / f"layout-{name.lower()}", progress)
+        seconds[name] = round(progress.elapsed() - t0, 3)
         after = meter() if meter else None
         if before is not None and after is not None:
             fetched[name] = after - before
@@ -108,9 +112,11 @@ def double_build(
         if once:
             move_layout(a.layout, output)
             a.layout = output
-            return Verdict(a, None, upstream_bytes=fetched)
+            return Verdict(a, None, upstream_bytes=fetched, seconds=seconds)
         b = metered("B", env_b(base / "env"))
-        verdict = Verdict(a, b, compare_digests(a.digests(), b.digests()), upstream_bytes=fetched)
+        verdict = Verdict(
+            a, b, compare_digests(a.digests(), b.digests()), upstream_bytes=fetched, seconds=seconds
+        )
         if verdict.differences:
             with progress.stage("explaining the difference"):
                 verdict.report, verdict.report_text = explain(a.layout, b.layout)

@@ -96,7 +96,11 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, ...]:
     names = arch_arg.split(",") if arch_arg else list(recipe.architectures)
-    arches = tuple(Architecture.parse(n.strip()) for n in names if n.strip())
+    # One canonical order (the enum's), so that the index digest does not depend on how
+    # the architectures were listed, and per-arch builds merge into the same index.
+    order = list(Architecture)
+    parsed = {Architecture.parse(n.strip()) for n in names if n.strip()}
+    arches = tuple(sorted(parsed, key=order.index))
     if not arches:
         raise UserError("no architecture selected", hint="e.g. --arch amd64")
     native = Architecture.native()

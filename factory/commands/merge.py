@@ -1,0 +1,27 @@
+"""reprobase merge: per-architecture layouts -> one multi-arch OCI layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from factory.merge import merge_layouts
+
+HELP = "merge per-architecture OCI layouts of one image into one multi-arch index"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("layouts", metavar="LAYOUT", nargs="+", type=Path)
+    p.add_argument("--output", metavar="DIR", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="print the index digest as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    idx = merge_layouts(list(args.layouts), args.output)
+    print(
+        json.dumps({"index_digest": idx.digest, "output": str(args.output)})
+        if args.json
+        else f"merged into {args.output}: index {idx.digest}"
+    )
+    return 0

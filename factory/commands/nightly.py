@@ -1,0 +1,81 @@
+"""reprobase nightly: build, verify, publish (only on agreement), re-verify, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from factory.nightly import NightlyResult, run_nightly
+from factory.nightlyconfig import load_config
+from factory.snapshot import resolve_pin
+
+HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
+REPO_CONFIG = Path(__file__).resolve().parent.parent.parent / "schedules" / "nightly.toml"
+EPILOG = f"""\
+config: --config FILE, else /etc/reprobase/nightly.toml, else {REPO_CONFIG}
+  (the local default: snapshot.debian.org through the cache proxy, or the machine's
+  Debian mirror recorded by the proxy when snapshot cannot be reached, published to a
+  local OCI store). schedules/publish.toml is the strict configuration for scheduled
+  publication: it fails instead of falling back to a mirror.
+
+exit codes: 0 every image reproduced (and published), 1 some image differed or failed, 2 error.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.add_argument("--config", type=Path, metavar="FILE", help="nightly configuration (TOML)")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="pin this day's snapshot (default: today)")
+    p.add_argument(
+        "--only", action="append", metavar="IMAGE", help="build only this image (repeatable)"
+    )
+    p.add_argument("--arch", metavar="ARCH[,ARCH]", help="override the architectures")
+    p.add_argument(
+        "--output-layout",
+        type=Path,
+        metavar="DIR",
+        help="CI mode: write the verified layout of the (single) image here and "
+        "publish nothing (per-architecture jobs, then `reprobase merge`)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def default_config() -> Path:
+    etc = Path("/etc/reprobase/nightly.toml")
+    return etc if etc.is_file() else REPO_CONFIG
+
+
+def print_summary(result: NightlyResult) -> None:
+    w = sys.stdout.write
+    w(f"\nnightly {result.run_id}\n")
+    w(f"{'kind':<9} {'image':<26} {'arch':<7} {'verdict':<13} {'digest':<20} published\n")
+    for r in result.records:
+        digest = (r.index_digest or "-")[:19]
+        w(
+            f"{r.kind:<9} {r.image:<26} {r.arch:<7} {r.verdict:<13} {digest:<20} "
+            f"{len(r.published)} refs\n"
+        )
+    for r in result.failed:
+        first = r.message.splitlines()[0] if r.message else ""
+        w(f"FAILED {r.kind} {r.image} {r.arch}: {r.verdict}: {first}\n")
+    if result.report:
+        w(f"report: {result.report}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config or default_config())
+    pin = resolve_pin(args.date, None)
+    arches = args.arch.split(",") if args.arch else None
+    if args.output_layout and len(args.only or []) != 1:
+        from factory.errors import UserError
+
+        raise UserError("--output-layout needs exactly one --only IMAGE")
+    result = run_nightly(
+        cfg, pin, only=args.only or (), arches=arches, output_layout=args.output_layout
+    )
+    print_summary(result)
+    if args.json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+    return 1 if result.failed else 0

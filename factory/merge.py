@@ -1,0 +1,64 @@
+"""Merge per-architecture layouts (e.g. from native CI runners) into one multi-arch index.
+
+The merged index is byte-identical to the index a single multi-arch build would
+write: same annotations, manifests in the canonical architecture order.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from factory import oci
+from factory.arch import Architecture
+from factory.errors import UserError
+from factory.image import image_index
+from factory.selfdesc import platform_arch, top_descriptor
+
+
+def _entries(layout: Path) -> tuple[dict[str, str], list[oci.Descriptor], str]:
+    top = top_descriptor(layout)
+    obj = oci.read_json_blob(layout, top.digest)
+    if top.media_type != oci.MT_INDEX:
+        raise UserError(f"{layout}: expected an image index (a reprobase build output)")
+    tag = top.annotations.get(oci.ANN_REF_NAME, "")
+    return (
+        dict(obj.get("annotations") or {}),
+        [oci.Descriptor.from_json(m) for m in obj["manifests"]],
+        tag,
+    )
+
+
+def merge_layouts(layouts: list[Path], output: Path) -> oci.Descriptor:
+    if not layouts:
+        raise UserError("nothing to merge", hint="give two or more layout directories")
+    annotations, _, tag = _entries(layouts[0])
+    by_arch: dict[Architecture, tuple[Path, oci.Descriptor]] = {}
+    for layout in layouts:
+        ann, manifests, _ = _entries(layout)
+        if ann != annotations:
+            diff = sorted(
+                k for k in set(ann) | set(annotations) if ann.get(k) != annotations.get(k)
+            )
+            raise UserError(f"{layout}: not the same image as {layouts[0]} (differs in {diff})")
+        for m in manifests:
+            arch = platform_arch(m.platform)
+            if arch in by_arch and by_arch[arch][1].digest != m.digest:
+                raise UserError(f"{arch.debian} given twice with different manifests")
+            by_arch[arch] = (layout, m)
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    oci.init_layout(tmp)
+    for layout, _m in by_arch.values():
+        for blob in sorted((layout / "blobs" / "sha256").iterdir()):
+            dst = tmp / "blobs" / "sha256" / blob.name
+            if not dst.exists():
+                shutil.copyfile(blob, dst)
+    order = list(Architecture)
+    manifests = [by_arch[a][1] for a in sorted(by_arch, key=order.index)]
+    idx = oci.write_json_blob(tmp, image_index(manifests, annotations), oci.MT_INDEX)
+    top = oci.Descriptor(idx.media_type, idx.digest, idx.size, annotations={oci.ANN_REF_NAME: tag})
+    oci.write_index(tmp, [top], {})
+    shutil.rmtree(output, ignore_errors=True)
+    tmp.rename(output)
+    return idx
