@@ -19,7 +19,7 @@ APT_PACKAGES=(
   # peers measured by the benchmarks and by the tests
   debuerreotype apt-cacher-ng approx diffoscope-minimal hyperfine
   # schedules and the report: unit checks, the browser that looks at the dashboard
-  systemd chromium sqlite3
+  systemd chromium fonts-dejavu-core sqlite3 docker-compose shellcheck
   python3-venv python3-dev gcc curl ca-certificates
 )
 
