@@ -282,7 +282,7 @@ def run_nightly(
     report = None
     try:
         with nightly_lock(cfg.history.parent / "nightly.lock"), History(cfg.history) as history:
-            choice = SourceChoice(upstream=cfg.upstream, cache_dir=cfg.cache_dir)
+            choice = SourceChoice(proxy=cfg.proxy, upstream=cfg.upstream, cache_dir=cfg.cache_dir)
             with resolve(choice, pin, cfg.history.parent) as src:
                 night = Night(cfg, pin, history, src, progress, workdir, run_id, output_layout)
                 progress.say(f"nightly {run_id}: {len(images)} images from {src.packages_from}")

@@ -12,7 +12,7 @@ from factory.upstream import UPSTREAMS
 
 _TYPES: dict[str, type] = {
     "images": list, "architectures": list, "upstream": str, "publish": list, "reverify": int,
-    "history": str, "report": str, "cache_dir": str,
+    "history": str, "report": str, "cache_dir": str, "proxy": str,
 }  # fmt: skip
 
 
@@ -52,6 +52,7 @@ class NightlyConfig:
     report: Path
     cache_dir: Path
     source: str
+    proxy: str | None = None  # an already running reprobase proxy (e.g. on a build network)
 
 
 def _field(src: str, key: str, msg: str) -> UserError:
@@ -78,6 +79,8 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
     upstream = table.get("upstream", "auto")
     if upstream not in UPSTREAMS:
         raise _field(src, "upstream", f"must be one of {', '.join(UPSTREAMS)}")
+    if "proxy" in table and upstream == "auto":
+        raise _field(src, "upstream", "with a proxy, say what it serves: snapshot or record")
     if table.get("reverify", 0) < 0:
         raise _field(src, "reverify", "must be >= 0")
     arches = table.get("architectures")
@@ -92,6 +95,7 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         report=Path(table.get("report", state / "report")),
         cache_dir=Path(table.get("cache_dir", "/var/cache/reprobase/proxy")),
         source=src,
+        proxy=table.get("proxy"),
     )
 
 

@@ -83,7 +83,7 @@ def test_local_and_publication_configs_differ_as_intended() -> None:
         ["amd64", "arm64"],
         3,
     )
-    assert pub["publish"] == ["registry.example.com/reprobase/debian"]
+    assert pub["publish"] == ["registry.example.com/reprobase"]
 
 
 # --- systemd ------------------------------------------------------------------------

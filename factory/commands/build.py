@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from factory import publishing
 from factory.arch import Architecture
 from factory.build import BuildRequest
 from factory.compress import Compression
@@ -61,6 +62,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--once", action="store_true", help="build once, skip the verifying second build"
+    )
+    p.add_argument(
+        "--push",
+        metavar="REF",
+        action="append",
+        help="after a reproducible double build, push to this registry reference (repeatable); "
+        "tags TAG, TAG-YYYYMMDD and TAG-<snapshot> are set, and the build report is "
+        "attached as an OCI referrer",
     )
     p.add_argument(
         "--json",
@@ -136,6 +145,8 @@ def source_choice(args: argparse.Namespace) -> SourceChoice:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.push and args.once:
+        raise UserError("--push needs the verifying second build", hint="drop --once")
     require_tool("mmdebstrap")
     recipe = load_recipe(args.image)
     pin = resolve_pin(args.date, args.snapshot)
@@ -147,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         meter = src.proxy.upstream_bytes if src.proxy else None
         verdict = double_build(req, output, once=args.once, progress=progress, meter=meter)
     result = summary(verdict, req, output, progress)
+    if args.push and verdict.reproducible:
+        result["pushed"] = push_all(args.push, output, req, verdict, progress)
     print_human(result, verdict)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -171,6 +184,22 @@ def summary(
             "seconds": round(progress.elapsed(), 3),
         }
     )
+    return out
+
+
+def push_all(
+    refs: list[str], layout: Path, req: BuildRequest, verdict: Verdict, progress: Progress
+) -> list[dict[str, str]]:
+    from factory.registry import parse_reference
+
+    out = []
+    for text in refs:
+        ref = parse_reference(text, default_tag=req.recipe.tag)
+        tag = ref.tag or req.recipe.tag
+        extra = [f"{tag}-{req.pin.day}", f"{tag}-{req.pin.text}"]
+        with progress.stage(f"push {ref}"):
+            digest = publishing.push(layout, str(ref), extra, verdict.to_json(), progress.say)
+        out.append({"reference": str(ref), "digest": digest})
     return out
 
 
