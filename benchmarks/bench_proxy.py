@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -30,10 +31,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,6 +73,12 @@ def wait_http(url: str, proxy: str | None = None, timeout: float = 20) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} never answered")
+
+
+def spawn(argv: list[str], stderr: Path, **kw: Any) -> subprocess.Popen[bytes]:
+    """Start a server process, its stderr kept in a file for post-mortems."""
+    with open(stderr, "wb") as err:
+        return subprocess.Popen(argv, stderr=err, **kw)
 
 
 def du(path: Path, skip: str | None = None) -> int:
@@ -127,12 +135,26 @@ class Peer:
 def start_ours(tmp: Path, up: FakeSnapshot) -> Peer:
     cache = tmp / "ours"
     port_file = tmp / "ours.port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cache_proxy", "--listen", "127.0.0.1:0", "--cache-dir",
-         str(cache), "--upstream", up.snapshot_base, "--port-file", str(port_file),
-         "--access-log", os.environ.get("BENCH_OURS_LOG", str(tmp / "ours-access.log"))],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "ours.err", "wb"),
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "cache_proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            str(cache),
+            "--upstream",
+            up.snapshot_base,
+            "--port-file",
+            str(port_file),
+            "--access-log",
+            os.environ.get("BENCH_OURS_LOG", str(tmp / "ours-access.log")),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=tmp / "ours.err",
     )
     for _ in range(400):
         if port_file.exists():
@@ -142,7 +164,9 @@ def start_ours(tmp: Path, up: FakeSnapshot) -> Peer:
     wait_http(f"http://{addr}/healthz")
     ts0 = TIMESTAMPS[0]
     return Peer(
-        "ours", cache, proc,
+        "ours",
+        cache,
+        proc,
         mirror_url=lambda p: f"http://{addr}/archive/debian/{ts0}/{p}",
         snap_url=lambda ts, p: f"http://{addr}/archive/debian/{ts}/{p}",
     )
@@ -158,14 +182,18 @@ def start_acng(tmp: Path, up: FakeSnapshot) -> Peer:
         f"SocketPath: {base}/socket\nForeGround: 1\nAllowUserPorts: 0\nRedirMax: 5\n"
         "ExThreshold: 4\n"
     )
-    proc = subprocess.Popen(
+    proc = spawn(
         ["apt-cacher-ng", "-c", str(base / "conf")],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "acng.err", "wb"),
+        stdout=subprocess.DEVNULL,
+        stderr=tmp / "acng.err",
     )
     proxy = f"http://127.0.0.1:{port}"
     wait_http(f"{up.origin}/mirror/debian/dists/bookworm/Release", proxy=proxy)
     return Peer(
-        "apt-cacher-ng", base / "cache", proc, proxy=proxy,
+        "apt-cacher-ng",
+        base / "cache",
+        proc,
+        proxy=proxy,
         mirror_url=lambda p: f"{up.origin}/mirror/debian/{p}",
         snap_url=lambda ts, p: f"{up.origin}/archive/debian/{ts}/{p}",
         disk_skip="_xstore",
@@ -182,22 +210,35 @@ def start_approx(tmp: Path, up: FakeSnapshot) -> Peer:
         f"$cache {base}/cache\n$user root\n$group root\n$verbose false\n"
     )
     # approx is an inetd service: one process per connection, as in production.
-    proc = subprocess.Popen(
-        ["systemd-socket-activate", "--inetd", "-a", "-l", f"127.0.0.1:{port}",
-         "approx", "-c", str(conf)],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "approx.err", "wb"),
+    proc = spawn(
+        [
+            "systemd-socket-activate",
+            "--inetd",
+            "-a",
+            "-l",
+            f"127.0.0.1:{port}",
+            "approx",
+            "-c",
+            str(conf),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=tmp / "approx.err",
     )
     addr = f"http://127.0.0.1:{port}"
     wait_http(f"{addr}/mirror-debian/dists/bookworm/Release")
     return Peer(
-        "approx", base / "cache", proc,
+        "approx",
+        base / "cache",
+        proc,
         mirror_url=lambda p: f"{addr}/mirror-debian/{p}",
         snap_url=lambda ts, p: f"{addr}/snap/{ts}/{p}",
     )
 
 
 # ------------------------------------------------------------------ measures
-def ab(peer: Peer, url: str, concurrency: int, seconds: float, n: int | None = None) -> dict[str, float]:
+def ab(
+    peer: Peer, url: str, concurrency: int, seconds: float, n: int | None = None
+) -> dict[str, float]:
     argv = ["ab", "-q", "-k", "-r", "-c", str(concurrency)]
     argv += ["-n", str(n)] if n else ["-t", str(seconds), "-n", "10000000"]
     if peer.proxy:
@@ -229,10 +270,11 @@ def get(peer: Peer, url: str) -> int:
 
 @dataclass
 class Table:
-    rows: list[tuple[str, dict[str, float], bool]] = field(default_factory=list)
+    rows: list[tuple[str, dict[str, float], set[str]]] = field(default_factory=list)
 
-    def add(self, name: str, values: dict[str, float], higher_is_better: bool = True) -> None:
-        self.rows.append((name, values, higher_is_better))
+    def add(self, name: str, values: dict[str, float], failed: set[str] | None = None) -> None:
+        """``failed``: peers whose number means nothing (they could not serve the files)."""
+        self.rows.append((name, values, failed or set()))
         print(f"  {name}: " + ", ".join(f"{k}={v:,.1f}" for k, v in values.items()), flush=True)
 
     def render(self) -> str:
@@ -240,12 +282,16 @@ class Table:
         head = f"{'measure':<44}" + "".join(f"{p:>15}" for p in peers)
         head += f"{'ours/acng':>11}{'ours/approx':>13}"
         lines = [head, "-" * len(head)]
-        for name, values, _ in self.rows:
-            cells = "".join(f"{values.get(p, float('nan')):>15,.1f}" for p in peers)
+        for name, values, failed in self.rows:
+            cells = "".join(
+                f"{'failed':>15}" if p in failed else f"{values.get(p, float('nan')):>15,.1f}"
+                for p in peers
+            )
             ratios = ""
             for peer, width in (("apt-cacher-ng", 11), ("approx", 13)):
                 v = values.get(peer, 0.0)
-                ratios += f"{values['ours'] / v:>{width}.2f}" if v else f"{'n/a':>{width}}"
+                good = v and peer not in failed and "ours" not in failed
+                ratios += f"{values['ours'] / v:>{width}.2f}" if good else f"{'n/a':>{width}}"
             lines.append(f"{name:<44}{cells}{ratios}")
         return "\n".join(lines)
 
@@ -255,13 +301,16 @@ def warm(peers: list[Peer], table: Table, seconds: float) -> None:
         for path in (SMALL, LARGE):
             assert get(p, p.mirror_url(path)) > 0, f"{p.name} cannot serve {path}"
     for c in (1, 16, 64):
-        table.add(f"warm small .deb, {c} clients (req/s)",
-                  {p.name: ab(p, p.mirror_url(SMALL), c, seconds)["rps"] for p in peers})
+        table.add(
+            f"warm small .deb, {c} clients (req/s)",
+            {p.name: ab(p, p.mirror_url(SMALL), c, seconds)["rps"] for p in peers},
+        )
     for c in (1, 16, 64):
         n = {1: 40, 16: 160, 64: 256}[c]
-        table.add(f"warm 32 MiB .deb, {c} clients (MB/s)",
-                  {p.name: ab(p, p.mirror_url(LARGE), c, seconds, n=n)["kbps"] / 1024
-                   for p in peers})
+        table.add(
+            f"warm 32 MiB .deb, {c} clients (MB/s)",
+            {p.name: ab(p, p.mirror_url(LARGE), c, seconds, n=n)["kbps"] / 1024 for p in peers},
+        )
 
 
 def cold(peers: list[Peer], up: Upstream, table: Table) -> None:
@@ -274,18 +323,22 @@ def cold(peers: list[Peer], up: Upstream, table: Table) -> None:
         for p in peers:
             fake.reset_counts()
             res = ab(p, p.mirror_url(MEDIUM), 16, 60, n=16)
-            fetches[p.name] = fake.count(f"/file/{sha1(data)}") + fake.count(f"/mirror/debian/{MEDIUM}")
+            fetches[p.name] = fake.count(f"/file/{sha1(data)}") + fake.count(
+                f"/mirror/debian/{MEDIUM}"
+            )
             seconds[p.name] = res["time"]
             if res["failed"]:
                 print(f"  {p.name}: {res['failed']:.0f} of 16 cold requests failed")
     finally:
         fake.slow_seconds = 0.0
-    table.add("cold: 16 clients, 1 file, slow upstream: fetches", fetches, False)
-    table.add("cold: time until all 16 served (s)", seconds, False)
+    table.add("cold: 16 clients, 1 file, slow upstream: fetches", fetches)
+    table.add("cold: time until all 16 served (s)", seconds)
 
 
-def timestamps(peers: list[Peer], up: Upstream, table: Table) -> None:
+def timestamps(peers: list[Peer], up: Upstream, table: Table, redirects: bool, label: str) -> None:
+    """Every file of ten timestamps; pool files mostly shared between them."""
     fake = up.fake
+    fake.redirect_pool = redirects
     first: dict[str, float] = {}
     total: dict[str, float] = {}
     disk1: dict[str, float] = {}
@@ -298,10 +351,12 @@ def timestamps(peers: list[Peer], up: Upstream, table: Table) -> None:
         for i, ts in enumerate(TIMESTAMPS):
             run = fake.resolve("debian", ts)
             assert run is not None
-            paths = ["dists/bookworm/InRelease", "dists/bookworm/main/binary-amd64/Packages.xz"]
-            paths += sorted(q for q in run.files if q.startswith("pool/main/p/"))
+            # As apt does: the indexes first, then the .debs (8 at a time).
+            indexes = ["dists/bookworm/InRelease", "dists/bookworm/main/binary-amd64/Packages.xz"]
+            sizes = [get(p, p.snap_url(ts, q)) for q in indexes]
+            debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
             with ThreadPoolExecutor(8) as pool:
-                sizes = list(pool.map(lambda q, ts=ts: get(p, p.snap_url(ts, q)), paths))
+                sizes += list(pool.map(lambda q, ts=ts, p=p: get(p, p.snap_url(ts, q)), debs))
             served += sum(1 for s in sizes if s > 0)
             if i == 0:
                 first[p.name] = (fake.bytes_sent - before) / 1e6
@@ -309,45 +364,78 @@ def timestamps(peers: list[Peer], up: Upstream, table: Table) -> None:
         total[p.name] = (fake.bytes_sent - before) / 1e6
         disk[p.name] = (du(p.cache, p.disk_skip) - disk0) / 1e6
         ok[p.name] = served
-    table.add("10 timestamps: files served OK", ok)
-    table.add("1 timestamp: upstream MB", first, False)
-    table.add("10 timestamps: upstream MB", total, False)
-    table.add("1 timestamp: disk MB", disk1, False)
-    table.add("10 timestamps: disk MB", disk, False)
+    fake.redirect_pool = True
+    wanted = len(TIMESTAMPS) * (
+        2 + sum(1 for q in fake.runs["debian"][0].files if q.startswith("pool/main/p/"))
+    )
+    failed = {name for name, n in ok.items() if n < wanted}
+    table.add(f"{label}: files served OK of {wanted}", ok)
+    table.add(f"{label}: upstream MB, first timestamp", first, failed)
+    table.add(f"{label}: upstream MB, all ten", total, failed)
+    table.add(f"{label}: disk MB, first timestamp", disk1, failed)
+    table.add(f"{label}: disk MB, all ten", disk, failed)
+
+
+@contextlib.contextmanager
+def started(tmp: Path, up: Upstream) -> Iterator[list[Peer]]:
+    """The three caches, cold, each in its own directory under ``tmp``."""
+    tmp.mkdir(parents=True)
+    peers: list[Peer] = []
+    try:
+        for start in (start_ours, start_acng, start_approx):
+            peers.append(start(tmp, up.fake))
+        yield peers
+    finally:
+        for p in peers:
+            p.stop()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per warm measurement")
     args = parser.parse_args()
-    missing = [t for t in ("ab", "apt-cacher-ng", "approx", "systemd-socket-activate")
-               if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("ab", "apt-cacher-ng", "approx", "systemd-socket-activate")
+        if shutil.which(t) is None
+    ]
     if missing:
-        print(f"error: missing {', '.join(missing)} (hint: apt-get install apache2-utils "
-              "apt-cacher-ng approx systemd)", file=sys.stderr)
+        print(
+            f"error: missing {', '.join(missing)} (hint: apt-get install apache2-utils "
+            "apt-cacher-ng approx systemd)",
+            file=sys.stderr,
+        )
         return 2
     rng = random.Random(3)
-    runs = {"debian": make_runs("debian", "bookworm", TIMESTAMPS, packages=40, size=64 << 10,
-                                changed_per_run=2,
-                                extra={LARGE: rng.randbytes(32 << 20),
-                                       MEDIUM: rng.randbytes(2 << 20)})}
+    runs = {
+        "debian": make_runs(
+            "debian",
+            "bookworm",
+            TIMESTAMPS,
+            packages=40,
+            size=64 << 10,
+            changed_per_run=2,
+            extra={LARGE: rng.randbytes(32 << 20), MEDIUM: rng.randbytes(2 << 20)},
+        )
+    }
     up = Upstream(runs)
     up.start()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmpdir:
         tmp = Path(tmpdir)
-        peers: list[Peer] = []
         try:
-            peers = [start_ours(tmp, up.fake), start_acng(tmp, up.fake), start_approx(tmp, up.fake)]
-            print("warm hits", flush=True)
-            warm(peers, table, args.seconds)
-            print("cold misses", flush=True)
-            cold(peers, up, table)
-            print("ten timestamps", flush=True)
-            timestamps(peers, up, table)
+            with started(tmp / "warm", up) as peers:
+                print("warm hits", flush=True)
+                warm(peers, table, args.seconds)
+                print("cold misses", flush=True)
+                cold(peers, up, table)
+            with started(tmp / "ts1", up) as peers:
+                print("ten timestamps, pool files answered in place", flush=True)
+                timestamps(peers, up, table, False, "10 ts, 200 in place")
+            with started(tmp / "ts2", up) as peers:
+                print("ten timestamps, snapshot's 302 /file/<sha1>", flush=True)
+                timestamps(peers, up, table, True, "10 ts, 302 /file/")
         finally:
-            for p in peers:
-                p.stop()
             up.stop()
     print()
     print(table.render())

@@ -37,6 +37,7 @@ from cache_proxy.verify import Expect, Hasher, VerifyError
 log = logging.getLogger("cache_proxy.cache")
 
 HOT_ENTRIES: Final = 65536
+RECENT_ENTRIES: Final = 4096
 TOUCH_FLUSH_SECONDS: Final = 5.0
 _ARCHIVE_REDIRECT: Final = "/archive/"
 
@@ -68,6 +69,7 @@ class Cache:
         self._runs: dict[tuple[str, str], tuple[str, float | None]] = {}
         self._linked: set[tuple[str, str, str]] = set()
         self._immutable: set[str] = set()
+        self._recent: OrderedDict[str, BlobRow] = OrderedDict()  # results of ended flights
         self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self._atimes: dict[str, float] = {}
         self.size = 0
@@ -238,12 +240,17 @@ class Cache:
 
     async def _start(
         self, key: str, body: Callable[[Flight], Awaitable[None]], refetch: bool = False
-    ) -> Flight:
+    ) -> Flight | BlobRow:
         flight = self.flights.get(key)
         if flight is not None:
             flight.waiters += 1
             self.metrics.inc("coalesced_total")
             return flight
+        recent = self._recent.get(key)
+        if recent is not None:
+            # A flight for this key ended while our lookup was awaiting the index.
+            self.metrics.inc("hits_total")
+            return recent
         self.metrics.inc("misses_total")
         flight = Flight(key, refetch=refetch)
         flight.waiters = 1
@@ -257,6 +264,12 @@ class Cache:
         self.metrics.set("inflight_downloads", len(self.flights))
         try:
             await body(flight)
+            done = flight.done
+            row = done.result() if done.done() and done.exception() is None else None
+            if row is not None:
+                self._recent[flight.key] = row
+                if len(self._recent) > RECENT_ENTRIES:
+                    self._recent.popitem(last=False)
         except asyncio.CancelledError:
             flight.fail(UpstreamError("proxy shutting down", 503))
             raise
@@ -422,6 +435,8 @@ class Cache:
             return
         self._linked.add(link)
         task = asyncio.create_task(self._parse_and_link(target.archive, run, row, kind, ext))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         self._parsing.setdefault((target.archive, run), set()).add(task)
         task.add_done_callback(self._parsing[(target.archive, run)].discard)
         if kind == "Release":
@@ -529,6 +544,7 @@ class Cache:
                 self.metrics.inc("evicted_bytes_total", size)
                 self.metrics.inc("cache_blobs", -1)
         self._hot.clear()
+        self._recent.clear()
         self._linked.clear()
         if self.on_evict is not None:
             self.on_evict()

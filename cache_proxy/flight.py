@@ -130,8 +130,7 @@ async def tee(
                 try:
                     fd = await loop.run_in_executor(None, os.open, att.tmp, os.O_RDONLY)
                 except FileNotFoundError:
-                    await flight.changed()  # attempt already over; its successor comes
-                    continue
+                    continue  # that attempt is over (committed or dropped): look again
                 reading = att.number
             # Hold back the last byte until the download is verified: a client must
             # not see a complete body (per its Content-Length) that may yet be rejected.
@@ -146,6 +145,8 @@ async def tee(
                     sent += len(chunk)
                     yield chunk
                     continue
+            if flight.done.done() or flight.attempt is not att:
+                continue  # it changed while we were reading: no wake-up is coming for that
             await flight.changed()
     finally:
         if fd is not None:

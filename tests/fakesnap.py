@@ -270,10 +270,15 @@ class FakeSnapshot:
     """The fake server. ``runs``: archive -> runs in time order."""
 
     def __init__(
-        self, runs: dict[str, list[Run]], redirect_dists: bool = False, chunk: int = 16384
+        self,
+        runs: dict[str, list[Run]],
+        redirect_dists: bool = False,
+        chunk: int = 16384,
+        redirect_pool: bool = True,
     ) -> None:
         self.runs = {a: sorted(rs, key=lambda r: r.ts) for a, rs in runs.items()}
         self.redirect_dists = redirect_dists
+        self.redirect_pool = redirect_pool  # False: answer pool files 200 in place
         self.chunk = chunk
         self.by_sha1: dict[str, bytes] = {}
         for rs in self.runs.values():
@@ -374,7 +379,7 @@ class FakeSnapshot:
         data = run.files.get(path)
         if data is None:
             return self._status(404)
-        if path.startswith("pool/") or self.redirect_dists:
+        if (path.startswith("pool/") and self.redirect_pool) or self.redirect_dists:
             if fault is not None and fault.kind in ("429", "503", "reset"):
                 return await self._body(request, data, run.when, fault)
             raise web.HTTPFound(f"/file/{sha1(data)}")
