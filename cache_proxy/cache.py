@@ -170,8 +170,8 @@ class Cache:
             if sha is not None:
                 row = await self.index.call(Index.blob, sha)
                 if row is not None:
-                    vol = self.volatile(target.ts)
-                    await self.index.call(Index.add_blob, row, [key], self._expires(vol), now)
+                    expires = self._expires(self.volatile(run))
+                    await self.index.call(Index.add_blob, row, [key], expires, now)
         if row is not None and not self.volatile(run):
             self._remember(key, row)
         return row
@@ -344,6 +344,7 @@ class Cache:
                 except timestamps.BadTimestamp:
                     return None
                 await self._learn_run(job.target.archive, job.target.ts, run)
+                await self._learn_run(job.target.archive, run, run)  # a run names itself
                 job.run = run
                 row = await self.cached(job.target, run)
                 if row is None:
@@ -402,9 +403,9 @@ class Cache:
     async def _commit_aliases(self, job: Job, row: BlobRow, run: str) -> None:
         keys = {job.target.key(run), *job.keys}
         fresh = await self.index.call(Index.blob, row.sha256) is None
-        await self.index.call(
-            Index.add_blob, row, sorted(keys), self._expires(job.volatile), time.time()
-        )
+        # Content under a past run never changes, whatever instant was asked for.
+        expires = self._expires(self.volatile(run))
+        await self.index.call(Index.add_blob, row, sorted(keys), expires, time.time())
         if fresh:
             self.size += row.size
             self.metrics.set("cache_bytes", self.size)

@@ -36,7 +36,7 @@ import re
 import subprocess
 import tarfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,6 +291,8 @@ class FakeSnapshot:
         self.bytes_sent = 0
         self.faults: list[Fault] = []
         self.slow_seconds = 0.0  # whole-body delay for every body (cold-miss benchmark)
+        self.active = 0  # requests being answered right now
+        self.max_active = 0  # the most seen at once (per-host connection limit checks)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -340,7 +342,7 @@ class FakeSnapshot:
         return older[-1] if older else None
 
     async def start(self, port: int = 0) -> str:
-        app = web.Application()
+        app = web.Application(middlewares=[self._track])
         app.router.add_get("/archive/{archive}/{ts}/{path:.+}", self._archive)
         app.router.add_get("/file/{sha1}", self._file)
         app.router.add_get("/mirror/{archive}/{path:.+}", self._mirror)
@@ -367,6 +369,17 @@ class FakeSnapshot:
     def _note(self, request: web.Request) -> Fault | None:
         self.requests[request.path] += 1
         return self._fault(request.path)
+
+    @web.middleware
+    async def _track(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            return await handler(request)
+        finally:
+            self.active -= 1
 
     async def _archive(self, request: web.Request) -> web.StreamResponse:
         fault = self._note(request)

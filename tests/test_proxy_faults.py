@@ -148,3 +148,15 @@ async def test_index_verified_even_if_release_was_not_asked(
     assert status == 200 and body == run.files[PKGS_XZ]
     assert fake.count(f"/archive/debian/{RUNS[0]}/dists/bookworm/InRelease") == 1
     assert metric(proxy, "verify_failures_total") == 1
+
+
+async def test_per_host_connection_limit(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy(per_host_connections=2)
+    run = fake.runs["debian"][0]
+    pool = sorted(p for p in run.files if p.startswith("pool/"))
+    fake.slow_seconds = 0.1
+    results = await asyncio.gather(
+        *(fetch(http, proxy.archive_url("debian", RUNS[0], p)) for p in pool)
+    )
+    assert [b for _, b in results] == [run.files[p] for p in pool]
+    assert fake.max_active <= 2

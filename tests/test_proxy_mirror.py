@@ -89,3 +89,14 @@ async def test_forward_proxy_mode(fake: FakeSnapshot, make_proxy, http) -> None:
     assert fake.count(f"/file/{sha1(want)}") == 1
     status, _, _ = await get(http, "http://example.com/archive/debian/20240101/x", proxy=proxy.url)
     assert status == 403
+
+
+async def test_future_timestamp_is_volatile(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy()
+    path = "dists/bookworm/InRelease"
+    status, body, headers = await get(http, proxy.archive_url("debian", "20990101", path))
+    assert status == 200 and body == fake.runs["debian"][-1].files[path]
+    assert headers["Cache-Control"] == "no-cache"
+    status, body, _ = await get(http, proxy.archive_url("debian", RUNS[-1], path))
+    assert body == fake.runs["debian"][-1].files[path]
+    assert fake.count(f"/archive/debian/{RUNS[-1]}/{path}") == 1  # the run itself is immutable
