@@ -164,8 +164,13 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """uvloop when installed (about a third more warm hits per second), else asyncio's loop."""
+    """uvloop when installed (about a third more warm hits per second), else asyncio's loop.
+
+    ``REPROBASE_PROXY_LOOP=asyncio`` forces asyncio's own loop.
+    """
     try:
+        if _env("LOOP") == "asyncio":
+            raise ImportError("asyncio's loop asked for")
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         asyncio.run(main)

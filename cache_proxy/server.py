@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Final
 
@@ -48,12 +47,14 @@ class ProxyServer:
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, backlog=1024, reuse_address=True
         )
-        await site.start()
-        server = site._server
-        assert server is not None
-        for sock in getattr(server, "sockets", ()):
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                self.port = int(sock.getsockname()[1])
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()  # close the cache and its upstream session before failing
+            raise
+        for bound in self._runner.addresses:
+            if isinstance(bound, tuple | list) and len(bound) >= 2:
+                self.port = int(bound[1])
                 break
         if self.config.port_file is not None:
             write_port_file(self.config.port_file, self.address)
