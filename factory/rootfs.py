@@ -97,10 +97,12 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         argv.append(f"--include={','.join(r.packages)}")
     if r.slim:
         argv += [f"--dpkgopt={o}" for o in r.slim.dpkg_options()]
-    lib = faketime_lib() if job.env.clock_offset_days else None
+    # Maintainer scripts run in the chroot: they see the shifted clock only if the
+    # preloaded library exists there too (removed again before the tar). Only for the
+    # host's own architecture: an emulated arm64 process cannot load an amd64 library.
+    native = job.arch is Architecture.native()
+    lib = faketime_lib() if job.env.clock_offset_days and native else None
     if lib:
-        # Maintainer scripts run in the chroot: they see the shifted clock only if
-        # the preloaded library exists there too. Removed again before the tar.
         d = os.path.dirname(lib)
         argv.append(f'--setup-hook=mkdir -p "$1{d}" && cp {shlex.quote(lib)} "$1{d}/"')
     for cmd in r.customize:
@@ -119,7 +121,11 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         )
     )
     if lib:
-        argv.append(f'--customize-hook=rm -rf "$1{os.path.dirname(os.path.dirname(lib))}/faketime"')
+        d = os.path.dirname(lib)
+        # rmdir: the multiarch directory goes too if the setup hook created it
+        argv.append(
+            f'--customize-hook=rm -rf "$1{d}"; rmdir "$1{os.path.dirname(d)}" 2>/dev/null || true'
+        )
     argv += [r.suite, str(job.tar_path)]
     argv += job.source.lines(r.suite, r.components)
     return argv
