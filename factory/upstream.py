@@ -91,6 +91,12 @@ def choose_upstream(upstream: str) -> tuple[str, bool]:
     if upstream not in UPSTREAMS:
         raise UserError(f"unknown --upstream {upstream!r}", hint="use auto, snapshot or record")
     if upstream == "snapshot":
+        # Strict: scheduled publication must never silently fall back to a mirror.
+        if not proxyctl.snapshot_reachable():
+            raise UserError(
+                "snapshot.debian.org cannot be reached and the upstream is strict (snapshot)",
+                hint="check the network, or use --upstream auto/record to record a mirror",
+            )
         return proxyctl.SNAPSHOT_UPSTREAM, False
     if upstream == "auto" and proxyctl.snapshot_reachable():
         return proxyctl.SNAPSHOT_UPSTREAM, False

@@ -139,3 +139,23 @@ def test_mismatch_is_refused_and_explained(recorded_mirror, tmp_path: Path) -> N
     assert not out.exists()  # nothing published
     report = json.loads((tmp_path / "layout.mismatch" / "report.json").read_text())
     assert "etc/build-stamp" in json.dumps(report["diff"])
+
+
+def test_podman_loads_the_layout(bookworm_build: BuildRun, tmp_path: Path) -> None:
+    store = ["podman", "--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run"),
+             "--storage-driver", "vfs"]  # fmt: skip
+    out = subprocess.run(
+        [*store, "load", "-i", str(bookworm_build.output)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Loaded image" in out.stdout
+    ids = subprocess.run(
+        [*store, "images", "--no-trunc", "--format", "{{.ID}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    config = bookworm_build.result["build_a"]["digests"]["platforms"]["linux/amd64"]["config"]
+    assert ids == [config.removeprefix("sha256:")]
