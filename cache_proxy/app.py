@@ -44,7 +44,7 @@ _CONDITIONAL: Final = (
     hdrs.IF_NONE_MATCH,
     hdrs.IF_MATCH,
 )
-FILE_CHUNK: Final = 1 << 20  # sendfile fallback (uvloop) reads this much per step
+FILE_CHUNK: Final = 2 << 20  # sendfile fallback (uvloop) reads this much per step
 
 
 class BlobResponse(web.FileResponse):
