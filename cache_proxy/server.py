@@ -21,7 +21,7 @@ SHUTDOWN_TIMEOUT: Final = 5.0
 def write_port_file(path: Path, address: str) -> None:
     """Atomically: readers see no file or the whole ``host:port`` line."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(address + "\n")
+    tmp.write_text(address)
     os.replace(tmp, path)
 
 
