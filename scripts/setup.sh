@@ -20,7 +20,7 @@ APT_PACKAGES=(
   debuerreotype apt-cacher-ng approx diffoscope-minimal hyperfine
   # schedules and the report: unit checks, the browser that looks at the dashboard
   systemd chromium fonts-dejavu-core sqlite3 docker-compose shellcheck
-  python3-venv python3-dev gcc curl ca-certificates
+  python3-venv python3-dev gcc curl ca-certificates gpg apt
 )
 
 missing=()
