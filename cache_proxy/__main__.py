@@ -1,34 +1,17 @@
-"""``python -m cache_proxy``: the proxy alone, same flags as ``reprobase proxy``."""
+"""``python -m cache_proxy``: the proxy alone, same flags as ``reprobase proxy``.
+
+It goes through the same dispatcher, so errors, --debug and exit codes are the same.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from cache_proxy import cli
-from factory.errors import UserError
+from factory.cli import main as reprobase_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cache_proxy", description=cli.HELP)
-    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    cli.add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s" if args.debug else "%(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return cli.run(args)
-    except UserError as exc:
-        if args.debug:
-            raise
-        print(exc.render(), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return reprobase_main(["proxy", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
