@@ -20,6 +20,7 @@ from factory.errors import UserError
 # imported: start-up stays fast, and one command's problem cannot break another.
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("factory.commands.build", "build an image twice and check both builds are identical"),
+    "verify": ("factory.commands.reproduce", "same as reproduce: rebuild an image and compare"),
     "diff": ("factory.commands.diff", "explain why two images differ"),
     "publish": ("factory.commands.publish", "push an OCI layout to registries"),
     "merge": ("factory.commands.merge", "merge per-architecture layouts into one index"),
