@@ -73,7 +73,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             description=getattr(mod, "HELP", summary),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+        # SUPPRESS: `reprobase --debug build` must not be reset by the subcommand's default
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS,
+            help="verbose logs and tracebacks",
+        )  # fmt: skip
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser
