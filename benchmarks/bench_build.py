@@ -150,17 +150,34 @@ def main() -> int:
             print(f"warming the proxy (snapshot {ts}) ...", file=sys.stderr)
             ours(args.suite, ts, proxy.url, work / "warm")
             debuerreotype(args.suite, ts, proxy.url, work, slim=False)
-            for r in range(args.rounds):
-                print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
+            results: dict[str, object] = {}
+
+            def run_ours() -> None:
                 t, res = ours(args.suite, ts, proxy.url, work / "ours")
                 times["reprobase build --once"].append(t)
                 # the part of our own run that was mmdebstrap itself: the rest is ours
                 inner.append(sum(v for k, v in res["durations"].items() if "mmdebstrap" in k))
+                results["ours"] = res
+
+            def run_mm() -> None:
                 times["mmdebstrap"].append(
                     plain_mmdebstrap(args.suite, ts, proxy.url, work / "mm.tar")
                 )
-                t, dtar = debuerreotype(args.suite, ts, proxy.url, work, slim=False)
+
+            def run_dbr() -> None:
+                t, results["dtar"] = debuerreotype(args.suite, ts, proxy.url, work, slim=False)
                 times["debuerreotype"].append(t)
+
+            tools = [run_ours, run_mm, run_dbr]
+            for r in range(args.rounds):
+                print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
+                # rotate the order, and flush the page cache's dirty pages before each run,
+                # so that no tool always pays for the previous one's writes
+                for tool in tools[r % 3 :] + tools[: r % 3]:
+                    os.sync()
+                    tool()
+            res, dtar = results["ours"], results["dtar"]
+            assert isinstance(res, dict) and isinstance(dtar, Path)
             _, slim_res = ours(args.suite, ts, proxy.url, work / "ours-slim", slim=True)
             _, dslim = debuerreotype(args.suite, ts, proxy.url, work, slim=True)
             sizes = {
