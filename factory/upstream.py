@@ -76,7 +76,7 @@ def public_url(url: str | None) -> str | None:
 
 
 def mirror_base(mirror_url: str) -> str:
-    """http://H/debian/ -> http://H/: the recorder maps archive <a> to <base><a>/."""
+    """http://mirror.invalid/debian/ -> http://mirror.invalid/: archive <a> is <base><a>/."""
     u = mirror_url.rstrip("/")
     if not u.endswith("/debian"):
         raise UserError(

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from factory.registry.reference import Reference
 from factory.registry.session import (
     PULL,
     PUSH,
+    Body,
     ClientConfig,
     RegistrySession,
     new_http_session,
@@ -77,6 +78,22 @@ class Repository:
     def _path(self, *parts: str) -> yarl.URL:
         return self.s.url(f"/v2/{self.name}/" + "/".join(parts))
 
+    async def _push_request(
+        self,
+        method: str,
+        url: yarl.URL,
+        *,
+        what: str,
+        expect: tuple[int, ...],
+        headers: Mapping[str, str] | None = None,
+        body: Body | None = None,
+    ) -> aiohttp.ClientResponse:
+        """A request that needs push access to this repository."""
+        return await self.s.request(
+            method, url, what=what, repository=self.name, scopes=scopes_for({self.name: PUSH}),
+            expect=expect, headers=headers, body=body,
+        )  # fmt: skip
+
     # -- blobs ---------------------------------------------------------------------------
     async def blob_exists(self, digest: str) -> bool:
         async def op() -> bool:
@@ -117,12 +134,10 @@ class Repository:
 
     async def _cancel(self, location: yarl.URL) -> None:
         try:
-            resp = await self.s.request(
+            resp = await self._push_request(
                 "DELETE",
                 location,
                 what="cancel upload",
-                repository=self.name,
-                scopes=scopes_for({self.name: PUSH}),
                 expect=(204, 404),
             )
             resp.release()
@@ -131,12 +146,10 @@ class Repository:
 
     async def _start_upload(self) -> yarl.URL:
         """POST /v2/<name>/blobs/uploads/ -> 202 with the session's Location (not retried here)."""
-        resp = await self.s.request(
+        resp = await self._push_request(
             "POST",
             self._path("blobs", "uploads/"),
             what="start upload",
-            repository=self.name,
-            scopes=scopes_for({self.name: PUSH}),
             expect=(202,),
             headers={"Content-Length": "0"},
         )
@@ -148,12 +161,10 @@ class Repository:
 
         async def op() -> None:
             location = await self._start_upload()
-            resp = await self.s.request(
+            resp = await self._push_request(
                 "PUT",
                 location.update_query({"digest": digest}),
                 what=f"upload blob {digest[:19]}",
-                repository=self.name,
-                scopes=scopes_for({self.name: PUSH}),
                 expect=(201,),
                 headers={"Content-Type": "application/octet-stream"},
                 body=lambda: data,
@@ -179,12 +190,10 @@ class Repository:
         self, location: yarl.URL, digest: str, path: Path, offset: int, length: int
     ) -> None:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
-        resp = await self.s.request(
+        resp = await self._push_request(
             "PUT",
             location.update_query({"digest": digest}),
             what=f"upload blob {digest[:19]}",
-            repository=self.name,
-            scopes=scopes_for({self.name: PUSH}),
             expect=(201,),
             headers=headers,
             body=(lambda: file_body(path, offset, length)) if length else None,
@@ -220,12 +229,10 @@ class Repository:
             "Content-Length": str(n),
             "Content-Range": f"{offset}-{offset + n - 1}",  # spec: inclusive range, no unit
         }
-        resp = await self.s.request(
+        resp = await self._push_request(
             "PATCH",
             location,
             what="upload chunk",
-            repository=self.name,
-            scopes=scopes_for({self.name: PUSH}),
             expect=(202,),
             headers=headers,
             body=lambda: file_body(path, offset, n),
@@ -237,12 +244,10 @@ class Repository:
         """GET the upload URL: 204 with Range 0-<last byte>; a lost session restarts at 0."""
 
         async def op() -> tuple[yarl.URL, int]:
-            resp = await self.s.request(
+            resp = await self._push_request(
                 "GET",
                 location,
                 what="upload status",
-                repository=self.name,
-                scopes=scopes_for({self.name: PUSH}),
                 expect=(204, 404),
             )
             resp.release()
@@ -294,12 +299,10 @@ class Repository:
         digest = sha256_digest(data)
 
         async def op() -> tuple[str, str | None]:
-            resp = await self.s.request(
+            resp = await self._push_request(
                 "PUT",
                 self._path("manifests", reference),
                 what=f"PUT manifest {reference}",
-                repository=self.name,
-                scopes=scopes_for({self.name: PUSH}),
                 expect=(201,),
                 headers={"Content-Type": media_type},
                 body=lambda: data,
