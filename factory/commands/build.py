@@ -79,7 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("package source (see factory/upstream.py for the order)")
+    g = p.add_argument_group(
+        "package source (the first that applies: --mirror, --proxy, else a cache proxy started for the build)"
+    )
     g.add_argument(
         "--mirror",
         metavar="URL",
