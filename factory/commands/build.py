@@ -80,7 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "package source (the first that applies: --mirror, --proxy, else a cache proxy started for the build)"
+        "package source (the first that applies: --mirror, --proxy, "
+        "else a cache proxy started for the build)"
     )
     g.add_argument(
         "--mirror",
