@@ -1,6 +1,6 @@
 """Benchmark: our cache proxy side by side with apt-cacher-ng and approx, same run, loopback.
 
-    .venv/bin/python benchmarks/bench_proxy.py [--quick]
+    .venv/bin/python benchmarks/bench_proxy.py [--seconds S] [--rounds N] [--only PART]
 
 All three caches run as our own processes with temporary configs and caches, in
 front of one local fake snapshot.debian.org (tests/fakesnap.py). Measured:
@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -296,20 +297,41 @@ class Table:
         return "\n".join(lines)
 
 
-def warm(peers: list[Peer], table: Table, seconds: float) -> None:
+def side_by_side(
+    peers: list[Peer], rounds: int, measure: Callable[[Peer], float]
+) -> dict[str, float]:
+    """Median of ``rounds`` runs per peer, the peers' order rotated every round.
+
+    The machine is shared and noisy; interleaving puts every peer through the
+    same slow and fast moments, and the median drops the outliers.
+    """
+    values: dict[str, list[float]] = {p.name: [] for p in peers}
+    for r in range(rounds):
+        for p in peers[r % len(peers) :] + peers[: r % len(peers)]:
+            values[p.name].append(measure(p))
+    return {name: statistics.median(v) for name, v in values.items()}
+
+
+def warm(peers: list[Peer], table: Table, seconds: float, rounds: int) -> None:
     for p in peers:  # prime
         for path in (SMALL, LARGE):
             assert get(p, p.mirror_url(path)) > 0, f"{p.name} cannot serve {path}"
     for c in (1, 16, 64):
         table.add(
             f"warm small .deb, {c} clients (req/s)",
-            {p.name: ab(p, p.mirror_url(SMALL), c, seconds)["rps"] for p in peers},
+            side_by_side(
+                peers, rounds, lambda p, c=c: ab(p, p.mirror_url(SMALL), c, seconds)["rps"]
+            ),
         )
     for c in (1, 16, 64):
         n = {1: 40, 16: 160, 64: 256}[c]
         table.add(
             f"warm 32 MiB .deb, {c} clients (MB/s)",
-            {p.name: ab(p, p.mirror_url(LARGE), c, seconds, n=n)["kbps"] / 1024 for p in peers},
+            side_by_side(
+                peers,
+                rounds,
+                lambda p, c=c, n=n: ab(p, p.mirror_url(LARGE), c, seconds, n=n)["kbps"] / 1024,
+            ),
         )
 
 
@@ -393,6 +415,15 @@ def started(tmp: Path, up: Upstream) -> Iterator[list[Peer]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per warm measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="warm runs per peer, interleaved (median)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("warm", "cold", "timestamps"),
+        action="append",
+        help="run only these parts (repeatable); default: all",
+    )
     args = parser.parse_args()
     missing = [
         t
@@ -424,17 +455,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmpdir:
         tmp = Path(tmpdir)
         try:
-            with started(tmp / "warm", up) as peers:
-                print("warm hits", flush=True)
-                warm(peers, table, args.seconds)
-                print("cold misses", flush=True)
-                cold(peers, up, table)
-            with started(tmp / "ts1", up) as peers:
-                print("ten timestamps, pool files answered in place", flush=True)
-                timestamps(peers, up, table, False, "10 ts, 200 in place")
-            with started(tmp / "ts2", up) as peers:
-                print("ten timestamps, snapshot's 302 /file/<sha1>", flush=True)
-                timestamps(peers, up, table, True, "10 ts, 302 /file/")
+            parts = set(args.only or ("warm", "cold", "timestamps"))
+            if parts & {"warm", "cold"}:
+                with started(tmp / "warm", up) as peers:
+                    if "warm" in parts:
+                        print("warm hits", flush=True)
+                        warm(peers, table, args.seconds, args.rounds)
+                    if "cold" in parts:
+                        print("cold misses", flush=True)
+                        cold(peers, up, table)
+            if "timestamps" in parts:
+                with started(tmp / "ts1", up) as peers:
+                    print("ten timestamps, pool files answered in place", flush=True)
+                    timestamps(peers, up, table, False, "10 ts, 200 in place")
+                with started(tmp / "ts2", up) as peers:
+                    print("ten timestamps, snapshot's 302 /file/<sha1>", flush=True)
+                    timestamps(peers, up, table, True, "10 ts, 302 /file/")
         finally:
             up.stop()
     print()

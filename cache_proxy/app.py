@@ -13,13 +13,15 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
 
-from cache_proxy import httpsem, routing
+from cache_proxy import httpsem, routing, sendfile
 from cache_proxy.accesslog import AccessLog
+from cache_proxy.board import Board
 from cache_proxy.cache import Cache
 from cache_proxy.config import ProxyConfig
 from cache_proxy.flight import Aborted, Flight, tee
@@ -32,9 +34,12 @@ from cache_proxy.verify import VerifyError
 log = logging.getLogger("cache_proxy.app")
 
 CACHE_KEY: Final = web.RequestKey("cache", str)
+CACHE_HEADER: Final = "X-Cache"  # HIT, MISS or COALESCED, as squid and varnish say it
 REFETCH_ROUNDS: Final = 3
 SMALL_BLOB: Final = 256 * 1024
 SMALL_TOTAL: Final = 64 << 20
+ANSWERS_MAX: Final = 65536
+_READS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 # Requests that need FileResponse's full RFC 9110 §13/§14 handling.
 _CONDITIONAL: Final = (
     hdrs.RANGE,
@@ -44,7 +49,8 @@ _CONDITIONAL: Final = (
     hdrs.IF_NONE_MATCH,
     hdrs.IF_MATCH,
 )
-FILE_CHUNK: Final = 2 << 20  # sendfile fallback (uvloop) reads this much per step
+METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+FILE_CHUNK: Final = 2 << 20  # aiohttp's read-and-write fallback reads this much per step
 
 
 class BlobResponse(web.FileResponse):
@@ -64,6 +70,27 @@ class BlobResponse(web.FileResponse):
                 del headers[hdrs.RANGE]
                 request = request.clone(headers=headers)
         return await super().prepare(request)
+
+    async def _sendfile_fallback(
+        self, writer: AbstractStreamWriter, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        """aiohttp's path when the loop cannot sendfile: ours still does, off the loop."""
+        # uvloop's transports are not asyncio.Transport subclasses: ask the writer.
+        transport = writer.transport if isinstance(writer, StreamWriter) else None
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+            or count < SMALL_BLOB
+        ):
+            return await super()._sendfile_fallback(writer, fobj, offset, count)
+        sent = await sendfile.sendfile(transport, fobj.fileno(), offset, count)
+        assert isinstance(writer, StreamWriter)
+        writer.output_size += sent  # what the access log and metrics report
+        if sent < count:
+            transport.abort()  # never let a short body pass for a whole one
+            raise ConnectionResetError("client stopped reading")
+        return writer
 
 
 @dataclass(frozen=True)
@@ -86,13 +113,33 @@ class SmallBlob:
         )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A whole warm-hit answer for one request path: sent again without any lookup."""
+
+    sha256: str
+    body: bytes
+    headers: dict[str, str]
+
+
 class SmallBlobs:
-    """LRU of small blobs' bytes, bounded in total size."""
+    """LRU of small blobs' bytes, bounded in total size, and the answers built from them.
+
+    ``answers`` maps a request path (as sent) to its ready answer; only unconditional
+    hits under immutable timestamps get one, and they all go whenever a blob
+    leaves memory or the store, so an answer never outlives its bytes' welcome.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0
         self._items: OrderedDict[str, SmallBlob] = OrderedDict()
+        self.answers: dict[str, Answer] = {}
+
+    def remember(self, raw_path: str, answer: Answer) -> None:
+        if len(self.answers) >= ANSWERS_MAX:
+            self.answers.clear()
+        self.answers[raw_path] = answer
 
     def get(self, sha256: str) -> SmallBlob | None:
         item = self._items.get(sha256)
@@ -108,16 +155,18 @@ class SmallBlobs:
         while self.size > self.limit:
             _, old = self._items.popitem(last=False)
             self.size -= len(old.body)
+            self.answers.clear()
 
     def clear(self) -> None:
         self._items.clear()
+        self.answers.clear()
         self.size = 0
 
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request; also counts statuses and bytes served (even if not logging)."""
 
-    owner: ProxyApp
+    owner: Front
 
     @property
     def enabled(self) -> bool:
@@ -134,54 +183,212 @@ class AccessLogger(AbstractAccessLogger):
             )
 
 
+class InternalLogger(AbstractAccessLogger):
+    """The primary's door for its workers: they log and count their clients' requests."""
+
+    @property
+    def enabled(self) -> bool:
+        return False
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        pass
+
+
 def is_forward(request: web.BaseRequest) -> bool:
     """The request target is in absolute-form: apt is using us as its HTTP proxy."""
     return request.raw_path.startswith(("http://", "https://"))
 
 
-def _text(status: int, message: str) -> web.Response:
+def text_response(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n")
 
 
 def error_response(exc: BaseException) -> web.Response:
     """Map a failure to one HTTP status at the edge."""
     if isinstance(exc, NotFound):
-        return _text(404, "not found upstream")
+        return text_response(404, "not found upstream")
     if isinstance(exc, UpstreamError):
-        return _text(exc.status, f"upstream error: {exc}")
+        return text_response(exc.status, f"upstream error: {exc}")
     if isinstance(exc, VerifyError):
-        return _text(502, f"upstream sent bad bytes: {exc}")
+        return text_response(502, f"upstream sent bad bytes: {exc}")
     if isinstance(exc, asyncio.TimeoutError):
-        return _text(504, "upstream timed out")
+        return text_response(504, "upstream timed out")
     log.error("internal error: %s", exc, exc_info=exc)
-    return _text(502, f"proxy error: {type(exc).__name__}")
+    return text_response(502, f"proxy error: {type(exc).__name__}")
 
 
-class ProxyApp:
-    def __init__(self, config: ProxyConfig) -> None:
+class HitSource(Protocol):
+    """What answering a hit needs: the primary's ``Cache`` or a worker's ``StoreReader``."""
+
+    def lookup_hot(self, target: Target) -> BlobRow | None: ...
+    def touch(self, sha256: str) -> None: ...
+    def volatile(self, ts: str) -> bool: ...
+    def blob_path(self, sha256: str) -> Path: ...
+
+
+class Front:
+    """The doors every process has: refusals, /healthz, and answering hits.
+
+    ``serve`` decides what to do with an archive request that is not a hit
+    already held in memory: the primary (``ProxyApp``) looks it up and downloads
+    it; a hit worker (``workers.WorkerApp``) looks it up and relays misses.
+    """
+
+    source: HitSource
+
+    def __init__(self, config: ProxyConfig, metrics: Metrics) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = metrics
         self.small = SmallBlobs(SMALL_TOTAL)
         self.access = AccessLog(config.access_log)
-        self.cache = Cache(config, self.metrics, on_evict=self.small.clear)
         self.ready = False
 
-    def make_server(self) -> web.Server:
-        """A low-level aiohttp server: four fixed doors need no router or middleware."""
+    def make_server(self, internal: bool = False) -> web.Server:
+        """A low-level aiohttp server: four fixed doors need no router or middleware.
+
+        ``internal``: the primary's door for its hit workers, whose requests the
+        worker has already logged and counted.
+        """
         return web.Server(
             self.dispatch,
-            access_log_class=self.access_logger_class(),
+            access_log_class=self.access_logger_class(internal),
             access_log=log,
             handler_cancellation=False,  # a client leaving never cancels a download
         )
 
-    def access_logger_class(self) -> type[AbstractAccessLogger]:
+    def access_logger_class(self, internal: bool = False) -> type[AbstractAccessLogger]:
         proxy = self
 
         class Logger(AccessLogger):
             owner = proxy
 
-        return Logger
+        return InternalLogger if internal else Logger
+
+    async def render_metrics(self) -> web.Response:
+        return web.Response(
+            body=self.metrics.render().encode(),
+            headers={hdrs.CONTENT_TYPE: METRICS_TYPE},
+        )
+
+    def answers_current(self) -> bool:
+        """False if remembered answers may name evicted blobs (then they are dropped)."""
+        return True
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
+        answer = self.small.answers.get(request.raw_path)
+        if (
+            answer is not None
+            and request.method in _READS
+            and self.answers_current()
+            and not any(h in request.headers for h in _CONDITIONAL)
+        ):
+            # The same request as before, answered as before: nothing to look up.
+            request[CACHE_KEY] = "HIT"
+            self.source.touch(answer.sha256)
+            self.metrics.inc("hits_total")
+            return web.Response(body=answer.body, headers=answer.headers)
+        if request.method == hdrs.METH_CONNECT:
+            return text_response(405, "CONNECT is refused: this proxy only caches Debian archives")
+        if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+            return text_response(405, "only GET and HEAD")
+        path = request.path
+        if is_forward(request):  # RFC 9112 §3.2.2 absolute-form: forward proxy
+            url = request.url
+            if url.scheme != "http" or not routing.forward_host_allowed(
+                url.host, url.port, self.config.allowed_hosts
+            ):
+                return text_response(403, f"host {url.host} is not an upstream of this proxy")
+            if not path.startswith("/archive/"):
+                return text_response(404, "only /archive/<archive>/<timestamp>/ URLs are served")
+        elif path == "/healthz":
+            return web.Response(text="ok") if self.ready else text_response(503, "starting")
+        elif path == "/metrics":
+            return await self.render_metrics()
+        return await self.archive(request)
+
+    async def archive(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            target = routing.parse_archive_path(request.path, self.config.archives)
+        except BadTarget as exc:
+            return text_response(404, str(exc))
+        return await self.serve(request, target)
+
+    async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def _headers(self, request: web.BaseRequest, target: Target) -> dict[str, str]:
+        return {
+            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
+            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.source.volatile(target.ts)),
+            CACHE_HEADER: request.get(CACHE_KEY, "HIT"),
+        }
+
+    async def _file(
+        self, request: web.BaseRequest, target: Target, row: BlobRow
+    ) -> web.StreamResponse:
+        """A stored blob (its hit is already counted)."""
+        if row.size <= SMALL_BLOB and not any(h in request.headers for h in _CONDITIONAL):
+            # Small, unconditional hits from memory: no file system round trips at all.
+            fast = self._small_response(request, target, row, count=False)
+            if fast is not None:
+                return fast
+            loop = asyncio.get_running_loop()
+            path = self.source.blob_path(row.sha256)
+            small = await loop.run_in_executor(None, SmallBlob.load, path)
+            self.small.put(row.sha256, small)
+            headers = self._headers(request, target)
+            headers.update(small.headers)
+            return web.Response(body=small.body, headers=headers)
+        return self._blob_response(request, target, row)
+
+    def _small_response(
+        self, request: web.BaseRequest, target: Target, row: BlobRow, count: bool = True
+    ) -> web.Response | None:
+        """A small blob already in memory, for a request with no conditions or ranges."""
+        small = self.small.get(row.sha256)
+        if small is None or any(h in request.headers for h in _CONDITIONAL):
+            return None
+        self.source.touch(row.sha256)
+        if count:
+            self.metrics.inc("hits_total")
+        headers = self._headers(request, target)
+        headers.update(small.headers)
+        if not self.source.volatile(target.ts):
+            memo = {**headers, CACHE_HEADER: "HIT"}
+            self.small.remember(request.raw_path, Answer(row.sha256, small.body, memo))
+        return web.Response(body=small.body, headers=headers)
+
+    def _blob_response(
+        self, request: web.BaseRequest, target: Target, row: BlobRow
+    ) -> BlobResponse:
+        return BlobResponse(
+            self.source.blob_path(row.sha256),
+            chunk_size=FILE_CHUNK,
+            headers=self._headers(request, target),
+        )
+
+
+class ProxyApp(Front):
+    """The primary: the one process that downloads, verifies, writes and evicts."""
+
+    def __init__(self, config: ProxyConfig, board: Board | None = None) -> None:
+        super().__init__(config, Metrics())
+        self.board = board
+        self.cache = Cache(config, self.metrics, on_evict=self._evicted)
+        self.source = self.cache
+
+    def _evicted(self) -> None:
+        self.small.clear()
+        if self.board is not None:
+            self.board.bump_generation()  # hit workers forget the blobs they remember
+
+    async def render_metrics(self) -> web.Response:
+        also = self.board.totals() if self.board is not None else None
+        return web.Response(
+            body=self.metrics.render(also).encode(),
+            headers={hdrs.CONTENT_TYPE: METRICS_TYPE},
+        )
 
     async def startup(self) -> None:
         self.access.start()
@@ -192,37 +399,6 @@ class ProxyApp:
         self.ready = False
         await self.cache.close()
         await self.access.close()
-
-    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
-        if request.method == hdrs.METH_CONNECT:
-            return _text(405, "CONNECT is refused: this proxy only caches Debian archives")
-        if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
-            return _text(405, "only GET and HEAD")
-        path = request.path
-        if is_forward(request):  # RFC 9112 §3.2.2 absolute-form: forward proxy
-            url = request.url
-            if url.scheme != "http" or not routing.forward_host_allowed(
-                url.host, url.port, self.config.allowed_hosts
-            ):
-                return _text(403, f"host {url.host} is not an upstream of this proxy")
-            if not path.startswith("/archive/"):
-                return _text(404, "only /archive/<archive>/<timestamp>/ URLs are served")
-        elif path == "/healthz":
-            return web.Response(text="ok") if self.ready else _text(503, "starting")
-        elif path == "/metrics":
-            return web.Response(
-                body=self.metrics.render().encode(),
-                headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"},
-            )
-        return await self.archive(request)
-
-    async def archive(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            target = routing.parse_archive_path(request.path, self.config.archives)
-        except BadTarget as exc:
-            return _text(404, str(exc))
-        return await self.serve(request, target)
 
     # ------------------------------------------------------------------ serving
     async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
@@ -249,53 +425,7 @@ class ProxyApp:
                     return error_response(exc)
                 continue
             return await self._from_flight(request, target, flight)
-        return _text(502, "file vanished while being stored")
-
-    async def _file(
-        self, request: web.BaseRequest, target: Target, row: BlobRow
-    ) -> web.StreamResponse:
-        headers: dict[str, str] = {
-            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
-            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
-        }
-        if row.size <= SMALL_BLOB and not any(h in request.headers for h in _CONDITIONAL):
-            # Small, unconditional hits from memory: no file system round trips at all.
-            fast = self._small_response(request, target, row)
-            if fast is not None:
-                return fast
-            loop = asyncio.get_running_loop()
-            path = self.cache.blob_path(row.sha256)
-            small = await loop.run_in_executor(None, SmallBlob.load, path)
-            self.small.put(row.sha256, small)
-            headers.update(small.headers)
-            return web.Response(body=small.body, headers=headers)
-        return self._blob_response(target, row)
-
-    def _small_response(
-        self, request: web.BaseRequest, target: Target, row: BlobRow
-    ) -> web.Response | None:
-        """A small blob already in memory, for a request with no conditions or ranges."""
-        small = self.small.get(row.sha256)
-        if small is None or any(h in request.headers for h in _CONDITIONAL):
-            return None
-        self.cache.touch(row.sha256)
-        self.metrics.inc("hits_total")
-        headers = {
-            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
-            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
-            **small.headers,
-        }
-        return web.Response(body=small.body, headers=headers)
-
-    def _blob_response(self, target: Target, row: BlobRow) -> BlobResponse:
-        return BlobResponse(
-            self.cache.blob_path(row.sha256),
-            chunk_size=FILE_CHUNK,
-            headers={
-                hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
-                hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
-            },
-        )
+        return text_response(502, "file vanished while being stored")
 
     async def _from_flight(
         self, request: web.BaseRequest, target: Target, flight: Flight
@@ -312,10 +442,7 @@ class ProxyApp:
             return await self._file(request, target, row)
         att = flight.attempt
         assert att is not None
-        headers = {
-            hdrs.CONTENT_TYPE: httpsem.content_type(target.path),
-            hdrs.CACHE_CONTROL: httpsem.cache_control(target, self.cache.volatile(target.ts)),
-        }
+        headers = self._headers(request, target)
         if att.mtime:
             headers[hdrs.LAST_MODIFIED] = httpsem.http_date(att.mtime)
             if httpsem.not_modified(request.headers.get(hdrs.IF_MODIFIED_SINCE), att.mtime):

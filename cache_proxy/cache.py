@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -68,7 +67,7 @@ class Cache:
         self._hot: OrderedDict[str, BlobRow] = OrderedDict()
         self._runs: dict[tuple[str, str], tuple[str, float | None]] = {}
         self._linked: set[tuple[str, str, str]] = set()
-        self._immutable: set[str] = set()
+        self._volatility = timestamps.Volatility(config.volatile_window)
         self._recent: OrderedDict[str, BlobRow] = OrderedDict()  # results of ended flights
         self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self._atimes: dict[str, float] = {}
@@ -108,12 +107,7 @@ class Cache:
 
     # ------------------------------------------------------------------- lookup
     def volatile(self, ts: str) -> bool:
-        if ts in self._immutable:
-            return False
-        if timestamps.is_volatile(ts, datetime.now(UTC), self.config.volatile_window):
-            return True
-        self._immutable.add(ts)  # time only moves on: once past, always past
-        return False
+        return self._volatility(ts)
 
     def _expires(self, volatile: bool) -> float | None:
         return time.time() + self.config.volatile_ttl if volatile else None

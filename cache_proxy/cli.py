@@ -17,9 +17,11 @@ from typing import Any, Final
 from cache_proxy.config import (
     DEFAULT_PORT,
     DEFAULT_UPSTREAM,
+    MAX_WORKERS,
     Mode,
     ProxyConfig,
     RetryPolicy,
+    default_workers,
     normalise_upstream,
     parse_listen,
     parse_size,
@@ -114,6 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="timestamps this close to now are treated as still changing",
     )
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="processes answering on the port (default: one per CPU core, at most 8); "
+        "one downloads and writes, the others answer cache hits and relay the rest",
+    )
+    parser.add_argument(
         "--access-log",
         metavar="FILE",
         default=None,
@@ -142,6 +152,17 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         except ValueError as exc:
             raise UserError(str(exc), hint="give --max-size as bytes or with K/M/G/T") from exc
     access = args.access_log or _env("ACCESS_LOG") or "-"
+    workers = args.workers
+    if workers is None:
+        raw = _env("WORKERS")
+        if raw is not None and not raw.isdigit():
+            raise UserError(f"REPROBASE_PROXY_WORKERS={raw!r} is not a number")
+        workers = int(raw) if raw else default_workers()
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UserError(
+            f"--workers {workers} is out of range",
+            hint=f"give 1 (a single process) to {MAX_WORKERS}",
+        )
     try:
         return ProxyConfig(
             cache_dir=cache_dir.resolve(),
@@ -156,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             retry=RetryPolicy(attempts=max(1, args.retries), backoff_initial=args.backoff),
             volatile_window=timedelta(hours=args.volatile_hours),
             access_log=None if access == "none" else access,
+            workers=workers,
         )
     except ValueError as exc:
         raise UserError(
@@ -163,7 +185,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         ) from exc
 
 
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """uvloop when installed (about a third more warm hits per second), else asyncio's loop.
 
     ``REPROBASE_PROXY_LOOP=asyncio`` forces asyncio's own loop.
@@ -190,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             hint="pass --cache-dir DIR on a writable file system",
         ) from exc
     try:
-        _run_loop(serve_forever(config))
+        run_loop(serve_forever(config))
     except OSError as exc:
         if exc.errno in (98, 13):  # EADDRINUSE, EACCES
             raise UserError(

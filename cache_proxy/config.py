@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 SNAPSHOT_HOST: Final = "snapshot.debian.org"
 DEFAULT_UPSTREAM: Final = f"http://{SNAPSHOT_HOST}/archive/"
 DEFAULT_PORT: Final = 3142
+MAX_WORKERS: Final = 64
 
 
 class Mode(enum.Enum):
@@ -52,6 +54,7 @@ class ProxyConfig:
     volatile_ttl: float = 60.0  # seconds a volatile answer is reused
     access_log: str | None = "-"  # "-" stderr, a path, or None
     archives: tuple[str, ...] = ("debian", "debian-security", "debian-debug", "debian-ports")
+    workers: int = 1  # processes on the port: the primary plus workers-1 hit workers
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -62,6 +65,8 @@ class ProxyConfig:
                 raise ValueError(f"upstream {up!r} is not an http(s) URL")
             if not up.endswith("/"):
                 raise ValueError(f"upstream {up!r} must end with '/'")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
 
     @property
     def allowed_hosts(self) -> frozenset[str]:
@@ -100,3 +105,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def normalise_upstream(url: str) -> str:
     return url if url.endswith("/") else url + "/"
+
+
+def default_workers() -> int:
+    """One process per core the proxy may run on, at most 8 (warm hits are CPU-bound)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from cache_proxy.board import BoardRow, Series
 
 PREFIX: Final = "reprobase_proxy_"
 
@@ -50,18 +53,43 @@ class Metrics:
     def total(self, name: str) -> float:
         return sum(self._values.get(name, {}).values())
 
-    def render(self) -> str:
+    def render(self, also: Series | None = None) -> str:
+        """The exposition text; ``also``: other processes' counters, added in."""
         lines: list[str] = []
         for name, (kind, text) in HELP.items():
             full = PREFIX + name
             lines.append(f"# HELP {full} {text}")
             lines.append(f"# TYPE {full} {kind}")
-            series = self._values.get(name) or {(): 0.0}
+            series = dict(self._values.get(name, {}))
+            for labels, value in (also or {}).get(name, {}).items():
+                series[labels] = series.get(labels, 0.0) + value
+            series = series or {(): 0.0}
             for labels, value in sorted(series.items()):
                 lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
                 num = int(value) if float(value).is_integer() else value
                 lines.append(f"{full}{{{lab}}} {num}" if lab else f"{full} {num}")
         return "\n".join(lines) + "\n"
+
+
+class RowMetrics(Metrics):
+    """A hit worker's metrics: what it counts goes to its row of the shared board.
+
+    Workers only answer hits and relay everything else to the primary, which
+    counts misses, upstream traffic and the cache itself.
+    """
+
+    def __init__(self, row: BoardRow) -> None:
+        super().__init__()
+        self.row = row
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        if name == "hits_total":
+            self.row.hit()
+        else:
+            super().inc(name, amount, **labels)
+
+    def count_response(self, status: int, body_bytes: int) -> None:
+        self.row.response(status, body_bytes)
 
 
 def _escape(value: str) -> str:

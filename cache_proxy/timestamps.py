@@ -57,3 +57,19 @@ def is_volatile(ts: str, now: datetime, window: timedelta) -> bool:
     latest import may be) has not happened yet, so what it resolves to can change.
     """
     return parse(ts) > now - window
+
+
+class Volatility:
+    """``is_volatile`` against the clock, remembering timestamps already in the past."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self._immutable: set[str] = set()
+
+    def __call__(self, ts: str) -> bool:
+        if ts in self._immutable:
+            return False
+        if is_volatile(ts, datetime.now(UTC), self.window):
+            return True
+        self._immutable.add(ts)  # time only moves on: once past, always past
+        return False
