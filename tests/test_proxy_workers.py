@@ -27,6 +27,8 @@ from tests.proxy_fixtures import *  # noqa: F403
 from tests.proxy_fixtures import RUNS, Proxy
 from tests.test_proxy_lifecycle import start_cli, wait_ready
 
+MakeProxy = Callable[..., Awaitable[Proxy]]
+OwnWorker = Callable[[Proxy], Awaitable[str]]
 BIG = "pool/main/b/big/big_1.0_all.deb"
 POOL = "pool/main/p/pkg1/pkg1_1.0_all.deb"
 
@@ -109,7 +111,9 @@ async def own_worker(
         await app.cleanup()
 
 
-async def test_processes_share_one_store_and_one_flight(fake: FakeSnapshot, make_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_processes_share_one_store_and_one_flight(
+    fake: FakeSnapshot, make_proxy: MakeProxy
+) -> None:
     proxy: Proxy = await make_proxy(workers=3)
     want = fake.runs["debian"][0].files[POOL]
     url = proxy.archive_url("debian", RUNS[0], POOL)
@@ -135,7 +139,9 @@ async def test_processes_share_one_store_and_one_flight(fake: FakeSnapshot, make
     assert proxy.server.board.totals()["hits_total"][()] > 0
 
 
-async def test_worker_relays_misses_then_answers_hits(fake: FakeSnapshot, make_proxy, own_worker) -> None:  # type: ignore[no-untyped-def]
+async def test_worker_relays_misses_then_answers_hits(
+    fake: FakeSnapshot, make_proxy: MakeProxy, own_worker: OwnWorker
+) -> None:
     proxy: Proxy = await make_proxy(workers=2)
     base = await own_worker(proxy)
     want = fake.runs["debian"][0].files[POOL]
@@ -163,7 +169,9 @@ async def test_worker_relays_misses_then_answers_hits(fake: FakeSnapshot, make_p
     assert fake.count(f"/file/{sha1(want)}") == 1
 
 
-async def test_worker_never_completes_a_broken_relay(fake: FakeSnapshot, make_proxy, own_worker) -> None:  # type: ignore[no-untyped-def]
+async def test_worker_never_completes_a_broken_relay(
+    fake: FakeSnapshot, make_proxy: MakeProxy, own_worker: OwnWorker
+) -> None:
     proxy: Proxy = await make_proxy(workers=2)
     base = await own_worker(proxy)
     want = fake.runs["debian"][0].files[POOL]
@@ -184,7 +192,9 @@ async def test_worker_never_completes_a_broken_relay(fake: FakeSnapshot, make_pr
     assert fake.count(f"/file/{sha1(want)}") == 2
 
 
-async def test_eviction_reaches_the_workers(fake: FakeSnapshot, make_proxy, own_worker) -> None:  # type: ignore[no-untyped-def]
+async def test_eviction_reaches_the_workers(
+    fake: FakeSnapshot, make_proxy: MakeProxy, own_worker: OwnWorker
+) -> None:
     run = fake.runs["debian"][0]
     pool = sorted(p for p in run.files if p.startswith("pool/"))
     one = len(run.files[pool[0]])
