@@ -214,11 +214,43 @@ class Cache:
                     refetch=True,
                 )
         job = await self._job(target, run)
+        if (
+            target.kind is Kind.FILE
+            and run is not None
+            and job.expect.sha256 is None
+            and await self._find_listing(target, run)
+        ):
+            job = await self._job(target, run)
         return await self._start(target.key(run), lambda f: self._download(f, job))
 
     async def _listed(self, target: Target, run: str) -> bool:
         exp = await self.index.call(Index.expectation, target.archive, run, target.path)
         return exp is not None
+
+    async def _find_listing(self, target: Target, run: str) -> bool:
+        """A pool file asked for before its Packages/Sources: fetch the index listing it.
+
+        Only indexes of suites whose Release this run already has are tried (the
+        Release is what makes them trustworthy). False: the file is checked by the
+        SHA-1 of a ``/file/`` redirect if upstream sends one, else by its length
+        alone, and ``unlisted_total`` counts it.
+        """
+        listed = await self.index.call(Index.release_listing, target.archive, run)
+        for path in routing.listing_candidates(target.path, listed):
+            index_target = Target(target.archive, run, path)
+            try:
+                found = await self.lookup(index_target)
+                if isinstance(found, Flight):
+                    await asyncio.shield(found.done)
+            except Exception as exc:
+                log.info("could not fetch %s to check %s: %s", path, target.path, exc)
+                continue
+            await self._parsed(target.archive, run)
+            if await self._listed(target, run):
+                return True
+        self.metrics.inc("unlisted_total")
+        log.info("%s/%s/%s is in no known index of its run", target.archive, run, target.path)
+        return False
 
     async def _ensure_release(self, target: Target) -> None:
         """Fetch (or find) the suite's InRelease, else Release, through the cache."""

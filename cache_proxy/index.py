@@ -134,6 +134,18 @@ class Index:
         ).fetchone()
         return (int(r[0]), str(r[1])) if r else None
 
+    def release_listing(self, archive: str, run: str) -> list[str]:
+        """Every path the Release files linked to (archive, run) list."""
+        return [
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT e.path FROM run_indexes r JOIN indexes i ON i.sha256 = r.index_sha256 "
+                "JOIN entries e ON e.index_sha256 = r.index_sha256 "
+                "WHERE r.archive=? AND r.run=? AND i.kind='Release' ORDER BY e.path",
+                (archive, run),
+            )
+        ]
+
     def entry_path(self, archive: str, run: str, sha256: str) -> str | None:
         """The logical path (e.g. .../Packages.xz) of a hash listed for a run."""
         r = self.db.execute(

@@ -20,6 +20,10 @@ HELP: Final = {
     "retries_total": ("counter", "Upstream attempts retried after a transient failure."),
     "failovers_total": ("counter", "Times the next upstream mirror was tried."),
     "verify_failures_total": ("counter", "Downloads rejected by size or hash checks."),
+    "unlisted_total": (
+        "counter",
+        "Files in no known Packages/Sources of their timestamp (checked by SHA-1 or length).",
+    ),
     "served_bytes_total": ("counter", "Body bytes sent to clients."),
     "requests_total": ("counter", "Client requests by status."),
     "evictions_total": ("counter", "Blobs evicted to stay under the size cap."),

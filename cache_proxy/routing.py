@@ -84,6 +84,63 @@ def index_kind(path: str) -> tuple[str, str] | None:
     return (m["kind"], m["ext"] or "") if m else None
 
 
+_POOL_FILE: Final = re.compile(r"^pool/(?P<component>[^/]+)/.+/(?P<name>[^/]+)$")
+_BINARY_NAME: Final = re.compile(r"_(?P<arch>[a-z0-9-]+)\.(?P<type>deb|udeb)$")
+_SOURCE_NAME: Final = re.compile(r"\.(dsc|tar(\.(gz|xz|bz2|lzma|zst))?|diff\.gz|asc)$")
+_COMPRESSION_RANK: Final = {".xz": 0, ".gz": 1, ".bz2": 2, ".lzma": 3, "": 4}
+
+
+def listing_candidates(path: str, release_paths: list[str]) -> list[str]:
+    """The Packages/Sources files, among those a Release lists, that would list ``path``.
+
+    For a pool file asked for before its index: binary packages are listed under
+    ``<component>/binary-<arch>`` (``debian-installer/`` for .udeb), and an
+    ``_all`` package in ``binary-all`` or in any architecture's list, so we try
+    ``binary-all`` then one architecture; sources under ``<component>/source``.
+    One file per list, the best compressed; suites in name order.
+    """
+    m = _POOL_FILE.match(path)
+    if m is None:
+        return []
+    component, name = m["component"], m["name"]
+    binary = _BINARY_NAME.search(name)
+    if binary:
+        prefix = "debian-installer/binary-" if binary["type"] == "udeb" else "binary-"
+        arch = binary["arch"]
+        wanted_kind = "Packages"
+    elif _SOURCE_NAME.search(name):
+        prefix, arch, wanted_kind = "source", "", "Sources"
+    else:
+        return []
+    # (suite, directory) -> best (rank, path)
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for listed in release_paths:
+        parts = listed.split("/")
+        if len(parts) < 5 or parts[0] != "dists" or parts[2] != component:
+            continue
+        kind = index_kind(listed)
+        directory = "/".join(parts[3:-1])
+        if kind is None or kind[0] != wanted_kind or not directory.startswith(prefix):
+            continue
+        if binary and arch != "all" and directory != prefix + arch:
+            continue
+        if not binary and directory != prefix:
+            continue
+        rank = _COMPRESSION_RANK.get(kind[1], 9)
+        key = (parts[1], directory)
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, listed)
+    out: list[str] = []
+    for suite in sorted({s for s, _ in best}):
+        dirs = sorted(d for s, d in best if s == suite)
+        if binary and arch == "all":
+            # binary-all first, then the first architecture's list (arch:all is in each)
+            alls = [d for d in dirs if d == prefix + "all"]
+            dirs = alls + [d for d in dirs if d != prefix + "all"][:1]
+        out.extend(best[(suite, d)][1] for d in dirs)
+    return out
+
+
 @functools.lru_cache(maxsize=16384)
 def parse_archive_path(path: str, archives: tuple[str, ...]) -> Target:
     """Parse a decoded ``/archive/<archive>/<ts>/<path>`` request path."""

@@ -262,7 +262,7 @@ class Workers:
                 self.config, row, self.board.rows, self.board.fd, fds, str(self.primary)
             )
             argv = [sys.executable, "-m", "cache_proxy.workers"]
-            log.debug("starting hit worker %d: %s", row, " ".join(argv))
+            log.info("starting hit worker %d: %s", row, " ".join(argv))
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,

@@ -82,3 +82,37 @@ async def test_record_unknown_suite_is_404(fake: FakeSnapshot, make_proxy, http)
     proxy: Proxy = await make_proxy(record=True)
     status, _ = await fetch(http, proxy.archive_url("debian", T1, "dists/nosuch/InRelease"))
     assert status == 404
+
+
+async def test_pool_file_before_its_packages_is_still_verified(
+    fake: FakeSnapshot, make_proxy, http
+) -> None:  # type: ignore[no-untyped-def]
+    """apt asks for Packages first; a client that does not still gets checked bytes."""
+    proxy: Proxy = await make_proxy(record=True)
+    run0 = fake.runs["debian"][0]
+    status, _ = await fetch(http, proxy.archive_url("debian", T1, "dists/bookworm/InRelease"))
+    assert status == 200
+    pool = sorted(p for p in run0.files if p.startswith("pool/"))
+    # Same length, wrong bytes: a length check alone would store and serve this.
+    fake.inject(f"/mirror/debian/{pool[0]}", "corrupt", times=1)
+    status, body, _ = await fetch_like_apt(http, proxy.archive_url("debian", T1, pool[0]))
+    assert status == 200 and body == run0.files[pool[0]]
+    assert proxy.metrics.get("verify_failures_total") == 1
+    assert fake.count(f"/mirror/debian/{pool[0]}") == 2
+    # The proxy fetched the frozen Packages itself, once, by the hash Release lists.
+    assert fake.count("/mirror/debian/dists/bookworm/main/binary-amd64/by-hash/*") == 1
+    for path in pool[1:]:
+        status, body = await fetch(http, proxy.archive_url("debian", T1, path))
+        assert status == 200 and body == run0.files[path]
+    assert fake.count("/mirror/debian/dists/bookworm/main/binary-amd64/by-hash/*") == 1
+    assert proxy.metrics.get("unlisted_total") == 0
+
+
+async def test_file_in_no_index_is_counted(fake: FakeSnapshot, make_proxy, http) -> None:  # type: ignore[no-untyped-def]
+    proxy: Proxy = await make_proxy(record=True)
+    run0 = fake.runs["debian"][0]
+    pool = sorted(p for p in run0.files if p.startswith("pool/"))
+    # No suite frozen under this timestamp yet: nothing to check it against.
+    status, body = await fetch(http, proxy.archive_url("debian", T1, pool[0]))
+    assert status == 200 and body == run0.files[pool[0]]
+    assert proxy.metrics.get("unlisted_total") == 1

@@ -179,3 +179,44 @@ def test_metrics_text_format() -> None:
     assert 'reprobase_proxy_upstream_requests_total{status="429"} 1\n' in text
     assert "reprobase_proxy_upstream_bytes_total 1234\n" in text
     assert "# TYPE reprobase_proxy_cache_bytes gauge\n" in text
+
+
+def test_listing_candidates_for_pool_files() -> None:
+    from cache_proxy.routing import listing_candidates
+
+    release = [
+        f"dists/{suite}/{comp}/{d}/{name}"
+        for suite in ("bookworm", "bookworm-updates")
+        for comp in ("main", "contrib")
+        for d in (
+            "binary-amd64",
+            "binary-arm64",
+            "binary-all",
+            "source",
+            "debian-installer/binary-amd64",
+        )
+        for name in (
+            ("Sources", "Sources.xz", "Sources.gz")
+            if d == "source"
+            else ("Packages", "Packages.gz", "Packages.xz")
+        )
+    ] + ["dists/bookworm/main/i18n/Translation-en.bz2", "dists/bookworm/Contents-amd64.gz"]
+    assert listing_candidates("pool/main/h/hello/hello_2.10-3_arm64.deb", release) == [
+        "dists/bookworm/main/binary-arm64/Packages.xz",
+        "dists/bookworm-updates/main/binary-arm64/Packages.xz",
+    ]
+    assert listing_candidates("pool/contrib/x/x/x_1_all.deb", release)[:2] == [
+        "dists/bookworm/contrib/binary-all/Packages.xz",
+        "dists/bookworm/contrib/binary-amd64/Packages.xz",
+    ]
+    assert listing_candidates("pool/main/d/d-i/d-i_1_amd64.udeb", release) == [
+        "dists/bookworm/main/debian-installer/binary-amd64/Packages.xz",
+        "dists/bookworm-updates/main/debian-installer/binary-amd64/Packages.xz",
+    ]
+    assert listing_candidates("pool/main/h/hello/hello_2.10.orig.tar.gz", release) == [
+        "dists/bookworm/main/source/Sources.xz",
+        "dists/bookworm-updates/main/source/Sources.xz",
+    ]
+    assert listing_candidates("pool/main/h/hello/hello_2.10_riscv64.deb", release) == []
+    assert listing_candidates("README", release) == []
+    assert listing_candidates("pool/main/h/hello/hello_2.10_amd64.deb", []) == []

@@ -147,4 +147,3 @@ def test_credentials_never_in_output_or_logs(
     for secret in SECRETS:
         assert secret not in text
     assert "Authorization" not in text and "Bearer ey" not in text
-
