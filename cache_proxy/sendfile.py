@@ -2,73 +2,60 @@
 
 aiohttp's FileResponse falls back to reading the file into Python and writing
 the bytes when the loop cannot sendfile, which is what uvloop (our default loop)
-does. Here the body goes out with ``os.sendfile(2)`` on a worker thread
-instead: page cache to socket, never through Python. The thread uses its own
-``dup`` of the socket, so the descriptor number cannot be reused under it if
-the client disconnects and the loop closes its copy; and it only starts when
-the transport's write buffer is empty, so nothing the loop holds can interleave.
+does. Here the body goes out with ``os.sendfile(2)`` instead, page cache to
+socket, the way asyncio's own loop does it: non-blocking calls on the loop
+thread, waiting for writability in between. It works on a ``dup`` of the
+transport's socket: the loop refuses a writer on a descriptor a transport owns,
+and the number cannot be reused under us if the client leaves and the
+transport closes its copy. It starts only once the transport's write buffer is
+empty, so nothing the loop holds can interleave with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import select
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 STALL_SECONDS: Final = 60.0  # a client that takes nothing for this long is dropped
-_SLICE_MS: Final = 1000
-THREADS: Final = 64
-
-_closing = threading.Event()
-_pool: ThreadPoolExecutor | None = None
+STEP: Final = 4 << 20  # at most this much per call, so other clients wait little
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sendfile")
-    return _pool
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
+    ready = loop.create_future()
 
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
 
-def send_blocking(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
-    """Send ``count`` bytes of ``file_fd`` from ``offset``; the number actually sent."""
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLOUT)
-    sent = 0
-    idle = 0.0
-    while sent < count and not _closing.is_set():
-        try:
-            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-        except BlockingIOError:
-            if poller.poll(_SLICE_MS):
-                continue
-            idle += _SLICE_MS / 1000
-            if idle >= STALL_SECONDS:
-                break
-            continue
-        except OSError:  # EPIPE, ECONNRESET: the client left
-            break
-        if n == 0:  # the file is shorter than it was: never happens to a stored blob
-            break
-        sent += n
-        idle = 0.0
-    return sent
+    loop.add_writer(fd, wake)
+    try:
+        await asyncio.wait_for(ready, STALL_SECONDS)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(fd)
 
 
 async def sendfile(transport: asyncio.Transport, file_fd: int, offset: int, count: int) -> int:
-    """Send through ``transport``'s socket; the caller checked its buffer is empty."""
-    sock = transport.get_extra_info("socket")
-    fd = os.dup(sock.fileno())
+    """Send ``count`` bytes of ``file_fd`` from ``offset``; the number actually sent."""
+    loop = asyncio.get_running_loop()
+    fd = os.dup(transport.get_extra_info("socket").fileno())
+    sent = 0
     try:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor(), send_blocking, fd, file_fd, offset, count)
+        while sent < count:
+            try:
+                n = os.sendfile(fd, file_fd, offset + sent, min(STEP, count - sent))
+            except BlockingIOError:
+                if await _writable(loop, fd):
+                    continue
+                break
+            except OSError:  # EPIPE, ECONNRESET: the client left
+                break
+            if n == 0:  # the file is shorter than it was: never happens to a stored blob
+                break
+            sent += n
     finally:
         os.close(fd)
-
-
-def shutdown() -> None:
-    """Let every sending thread return promptly (the process is stopping)."""
-    _closing.set()
+    return sent

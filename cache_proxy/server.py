@@ -14,7 +14,6 @@ from typing import Final
 
 from aiohttp import web
 
-from cache_proxy import sendfile
 from cache_proxy.app import ProxyApp
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
@@ -195,4 +194,3 @@ async def serve_forever(config: ProxyConfig) -> None:
     finally:
         log.info("cache proxy stopping")
         await server.stop()
-        sendfile.shutdown()

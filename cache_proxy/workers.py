@@ -31,7 +31,6 @@ from typing import Final
 import aiohttp
 from aiohttp import hdrs, web
 
-from cache_proxy import sendfile
 from cache_proxy.app import CACHE_HEADER, CACHE_KEY, METRICS_TYPE, SMALL_BLOB, Front, text_response
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
@@ -217,7 +216,6 @@ async def run_worker(spec: WorkerSpec) -> None:
         await runner.cleanup()
         await app.cleanup()
         board.close()
-        sendfile.shutdown()
 
 
 def main() -> int:
