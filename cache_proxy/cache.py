@@ -26,7 +26,7 @@ from yarl import URL
 from cache_proxy import debindex, httpsem, routing, timestamps
 from cache_proxy.config import Mode, ProxyConfig
 from cache_proxy.flight import Flight
-from cache_proxy.index import AsyncIndex, BlobRow, Index
+from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Kind, Target
 from cache_proxy.store import BlobStore
@@ -37,7 +37,6 @@ log = logging.getLogger("cache_proxy.cache")
 
 HOT_ENTRIES: Final = 65536
 RECENT_ENTRIES: Final = 4096
-TOUCH_FLUSH_SECONDS: Final = 5.0
 _ARCHIVE_REDIRECT: Final = "/archive/"
 
 
@@ -70,10 +69,9 @@ class Cache:
         self._volatility = timestamps.Volatility(config.volatile_window)
         self._recent: OrderedDict[str, BlobRow] = OrderedDict()  # results of ended flights
         self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
-        self._atimes: dict[str, float] = {}
+        self.atimes = AccessTimes(self.index)
         self.size = 0
         self._evicting: asyncio.Task[None] | None = None
-        self._flusher: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -86,19 +84,16 @@ class Cache:
         self.metrics.set("cache_bytes", self.size)
         self.metrics.set("cache_blobs", len(on_disk))
         await self.upstream.start()
-        self._flusher = asyncio.create_task(self._flush_loop())
+        self.atimes.start()
 
     async def close(self) -> None:
         """Abandon downloads in flight (their temp files are removed) and close the index."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._flusher:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._evicting:
             await asyncio.gather(self._evicting, return_exceptions=True)
-        await self._flush_atimes()
+        await self.atimes.stop()
         await self.upstream.close()
         await self.index.close()
 
@@ -138,7 +133,7 @@ class Cache:
             self._hot.popitem(last=False)
 
     def touch(self, sha256: str) -> None:
-        self._atimes[sha256] = time.time()
+        self.atimes.touch(sha256)
 
     async def cached(self, target: Target, run: str) -> BlobRow | None:
         """Steps 1-3 of the lookup order, without any upstream request."""
@@ -536,16 +531,6 @@ class Cache:
         return row
 
     # ---------------------------------------------------------------- eviction
-    async def _flush_atimes(self) -> None:
-        if self._atimes:
-            batch, self._atimes = self._atimes, {}
-            await self.index.call(Index.touch, batch)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TOUCH_FLUSH_SECONDS)
-            await self._flush_atimes()
-
     def _maybe_evict(self) -> None:
         cap = self.config.max_size
         if cap is None or self.size <= cap:
@@ -555,7 +540,7 @@ class Cache:
 
     async def _evict(self, cap: int) -> None:
         """Drop least recently used blobs until under the cap (in-flight ones are in tmp/)."""
-        await self._flush_atimes()
+        await self.atimes.flush()
         loop = asyncio.get_running_loop()
         while self.size > cap:
             victims = await self.index.call(Index.oldest, 64)

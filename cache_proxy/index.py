@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,3 +243,41 @@ class AsyncIndex:
         if self._index is not None:
             await self._run_raw(self._index.close)
         self._pool.shutdown(wait=True)
+
+
+class AccessTimes:
+    """Last-access times batched in memory and written to the index every few seconds.
+
+    Every process that answers hits keeps one, so eviction stays least-recently-used
+    without an index write per request.
+    """
+
+    FLUSH_SECONDS: Final = 5.0
+
+    def __init__(self, index: AsyncIndex) -> None:
+        self.index = index
+        self._pending: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, sha256: str) -> None:
+        self._pending[sha256] = time.time()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, {}
+            await self.index.call(Index.touch, batch)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_SECONDS)
+            await self.flush()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()

@@ -10,7 +10,6 @@ generation changes), so it never names a blob that is gone.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -19,12 +18,11 @@ from typing import Final
 from cache_proxy import timestamps
 from cache_proxy.board import Board
 from cache_proxy.config import Mode, ProxyConfig
-from cache_proxy.index import AsyncIndex, BlobRow, Index
+from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
 from cache_proxy.routing import Target
 from cache_proxy.store import BlobStore
 
 HOT_ENTRIES: Final = 65536
-TOUCH_FLUSH_SECONDS: Final = 5.0
 
 
 class StoreReader:
@@ -37,25 +35,21 @@ class StoreReader:
         self._generation = board.generation
         self._hot: OrderedDict[str, BlobRow] = OrderedDict()
         self._runs: dict[tuple[str, str], str] = {}
-        self._atimes: dict[str, float] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self.atimes = AccessTimes(self.index)
 
     async def open(self) -> None:
         await self.index.open()
-        self._flusher = asyncio.create_task(self._flush_loop())
+        self.atimes.start()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._flush_atimes()
+        await self.atimes.stop()
         await self.index.close()
 
     def blob_path(self, sha256: str) -> Path:
         return self.store.path(sha256)
 
     def touch(self, sha256: str) -> None:
-        self._atimes[sha256] = time.time()
+        self.atimes.touch(sha256)
 
     def current(self) -> bool:
         """False (once) if blobs were evicted since we last looked: then forget them."""
@@ -95,14 +89,3 @@ class StoreReader:
             if len(self._hot) > HOT_ENTRIES:
                 self._hot.popitem(last=False)
         return row
-
-    async def _flush_atimes(self) -> None:
-        """Last-access times reach the shared index, so eviction stays least-recently-used."""
-        if self._atimes:
-            batch, self._atimes = self._atimes, {}
-            await self.index.call(Index.touch, batch)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TOUCH_FLUSH_SECONDS)
-            await self._flush_atimes()

@@ -41,6 +41,7 @@ from cache_proxy.routing import Target
 log = logging.getLogger("cache_proxy.workers")
 
 READY: Final = b"ready\n"
+PRIMARY: Final = "http://primary.invalid"  # the Unix socket connector ignores the host
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 15.0
 SHUTDOWN_TIMEOUT: Final = 5.0
@@ -109,7 +110,7 @@ class WorkerApp(Front):
         """The primary sums every process's counters."""
         assert self._session is not None
         try:
-            async with self._session.get("http://primary/metrics") as resp:
+            async with self._session.get(f"{PRIMARY}/metrics") as resp:
                 body = await resp.read()
                 return web.Response(
                     status=resp.status, body=body, headers={hdrs.CONTENT_TYPE: METRICS_TYPE}
@@ -152,7 +153,7 @@ class WorkerApp(Front):
     async def relay(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         """Ask the primary, stream its answer; a short body is aborted, never completed."""
         assert self._session is not None
-        url = f"http://primary/archive/{target.archive}/{target.ts}/{target.quoted_path}"
+        url = f"{PRIMARY}/archive/{target.archive}/{target.ts}/{target.quoted_path}"
         try:
             up = await self._session.request(
                 request.method,
