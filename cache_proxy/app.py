@@ -74,7 +74,7 @@ class BlobResponse(web.FileResponse):
     async def _sendfile_fallback(
         self, writer: AbstractStreamWriter, fobj: IO[Any], offset: int, count: int
     ) -> AbstractStreamWriter:
-        """aiohttp's path when the loop cannot sendfile: ours still does, off the loop."""
+        """aiohttp's path when the loop cannot sendfile (uvloop): ours still does."""
         # uvloop's transports are not asyncio.Transport subclasses: ask the writer.
         transport = writer.transport if isinstance(writer, StreamWriter) else None
         if (
