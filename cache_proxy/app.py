@@ -299,8 +299,10 @@ class Front:
                 url.host, url.port, self.config.allowed_hosts
             ):
                 return text_response(403, f"host {url.host} is not an upstream of this proxy")
-            if not path.startswith("/archive/"):
-                return text_response(404, "only /archive/<archive>/<timestamp>/ URLs are served")
+            if not path.startswith(("/archive/", "/file/")):
+                return text_response(
+                    404, "only /archive/<archive>/<timestamp>/ and /file/<sha1> URLs are served"
+                )
         elif path == "/healthz":
             return web.Response(text="ok") if self.ready else text_response(503, "starting")
         elif path == "/metrics":
@@ -308,10 +310,13 @@ class Front:
         return await self.archive(request)
 
     async def archive(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            target = routing.parse_archive_path(request.path, self.config.archives)
-        except BadTarget as exc:
-            return text_response(404, str(exc))
+        """``/archive/<archive>/<timestamp>/<path>``, or snapshot's ``/file/<sha1>``."""
+        target = routing.parse_file_path(request.path)
+        if target is None:
+            try:
+                target = routing.parse_archive_path(request.path, self.config.archives)
+            except BadTarget as exc:
+                return text_response(404, str(exc))
         return await self.serve(request, target)
 
     async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:

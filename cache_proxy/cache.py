@@ -30,7 +30,7 @@ from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Kind, Target
 from cache_proxy.store import BlobStore
-from cache_proxy.upstream import Upstream, UpstreamError
+from cache_proxy.upstream import NotFound, Upstream, UpstreamError
 from cache_proxy.verify import Expect, Hasher, VerifyError
 
 log = logging.getLogger("cache_proxy.cache")
@@ -176,6 +176,8 @@ class Cache:
 
     async def lookup(self, target: Target) -> BlobRow | Flight:
         """A stored blob, or the flight (new or joined) that will produce it."""
+        if target.kind is Kind.SHA1:
+            return await self._lookup_sha1(target)
         run = await self.run_for(target)
         if run is not None:
             row = await self.cached(target, run)
@@ -221,6 +223,20 @@ class Cache:
     async def _listed(self, target: Target, run: str) -> bool:
         exp = await self.index.call(Index.expectation, target.archive, run, target.path)
         return exp is not None
+
+    async def _lookup_sha1(self, target: Target) -> BlobRow | Flight:
+        """``/file/<sha1>``: any blob with that SHA-1, else snapshot's own /file/ URL."""
+        key = target.key()
+        row = self._hot.get(key) or await self.index.call(Index.blob_by_sha1, target.path)
+        if row is not None:
+            self._remember(key, row)
+            self.touch(row.sha256)
+            self.metrics.inc("hits_total")
+            return row
+        if self.config.mode is Mode.RECORD:
+            raise NotFound(f"/file/{target.path} is not stored, and a plain mirror has no /file/")
+        job = Job(target, "", Expect(sha1=target.path), volatile=False)
+        return await self._start(key, lambda f: self._download(f, job))
 
     async def _find_listing(self, target: Target, run: str) -> bool:
         """A pool file asked for before its Packages/Sources: fetch the index listing it.
@@ -311,6 +327,12 @@ class Cache:
 
     def _urls(self, target: Target, ts: str, path: str) -> list[tuple[str, str]]:
         mode = self.config.mode
+        if target.kind is Kind.SHA1:
+            found = [(b, routing.file_url(b, target.path)) for b in self.upstream.mirror_order()]
+            urls = [(b, u) for b, u in found if u is not None]
+            if not urls:
+                raise NotFound("no upstream is laid out like snapshot.debian.org/archive/")
+            return urls
         return [
             (base, mode.upstream_url(base, target.archive, ts, path))
             for base in self.upstream.mirror_order()
@@ -436,7 +458,7 @@ class Cache:
     # ----------------------------------------------------------------- indexes
     async def note_index(self, target: Target, run: str, row: BlobRow) -> None:
         """If ``row`` is a Release/Packages/Sources of (archive, run), learn its hashes."""
-        if target.kind is Kind.FILE:
+        if target.kind in (Kind.FILE, Kind.SHA1):
             return
         link = (target.archive, run, row.sha256)
         if link in self._linked:

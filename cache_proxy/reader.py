@@ -19,7 +19,7 @@ from cache_proxy import timestamps
 from cache_proxy.board import Board
 from cache_proxy.config import Mode, ProxyConfig
 from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
-from cache_proxy.routing import Target
+from cache_proxy.routing import Kind, Target
 from cache_proxy.store import BlobStore
 
 HOT_ENTRIES: Final = 65536
@@ -71,6 +71,8 @@ class StoreReader:
 
     async def lookup(self, target: Target) -> BlobRow | None:
         """The blob stored for ``target`` under its resolved run, if the primary aliased it."""
+        if target.kind is Kind.SHA1:
+            return await self.index.call(Index.blob_by_sha1, target.path)
         now = time.time()
         run = self._run_known(target)
         if run is None:

@@ -38,6 +38,7 @@ class Kind(enum.Enum):
     BY_HASH = "by-hash"  # dists/.../by-hash/<algo>/<hex>: named by their content
     INDEX = "index"  # other dists/ files, listed in the suite's Release
     FILE = "file"  # pool/ and the rest, listed in Packages/Sources
+    SHA1 = "sha1"  # snapshot's /file/<sha1>: named by its content, under no timestamp
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,15 @@ class Target:
     ts: str  # canonical spelling
     path: str  # relative to the archive root, decoded, no leading '/'
 
+    @classmethod
+    def by_sha1(cls, sha1: str) -> Target:
+        """snapshot.debian.org's ``/file/<sha1>``: no archive, no timestamp."""
+        return cls("", "", sha1)
+
     @functools.cached_property
     def kind(self) -> Kind:
+        if not self.archive:
+            return Kind.SHA1
         if _RELEASE.match(self.path):
             return Kind.RELEASE
         if _BY_HASH.match(self.path):
@@ -70,8 +78,17 @@ class Target:
     def quoted_path(self) -> str:
         return quote(self.path, safe=_PATH_SAFE)
 
+    @property
+    def request_path(self) -> str:
+        """This file's path on a snapshot-style server (ours included)."""
+        if self.kind is Kind.SHA1:
+            return f"/file/{self.path}"
+        return f"/archive/{self.archive}/{self.ts}/{self.quoted_path}"
+
     def key(self, ts: str | None = None) -> str:
         """The alias under which this file is remembered (with ``ts`` if resolved)."""
+        if self.kind is Kind.SHA1:
+            return f"sha1:{self.path}"
         return f"url:{self.archive}/{ts or self.ts}/{self.path}"
 
     def with_ts(self, ts: str) -> Target:
@@ -139,6 +156,19 @@ def listing_candidates(path: str, release_paths: list[str]) -> list[str]:
             dirs = alls + [d for d in dirs if d != prefix + "all"][:1]
         out.extend(best[(suite, d)][1] for d in dirs)
     return out
+
+
+def parse_file_path(path: str) -> Target | None:
+    """``/file/<sha1>`` (40 lowercase hex digits), else None."""
+    m = FILE_SHA1.match(path)
+    return Target.by_sha1(m["sha1"]) if m else None
+
+
+def file_url(base: str, sha1: str) -> str | None:
+    """The ``/file/`` URL next to an archive base such as ``http://host/archive/``."""
+    if not base.endswith("/archive/"):
+        return None
+    return f"{base[: -len('archive/')]}file/{sha1}"
 
 
 @functools.lru_cache(maxsize=16384)

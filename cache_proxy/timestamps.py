@@ -67,6 +67,8 @@ class Volatility:
         self._immutable: set[str] = set()
 
     def __call__(self, ts: str) -> bool:
+        if not ts:  # no timestamp: a content-addressed /file/<sha1>, which never changes
+            return False
         if ts in self._immutable:
             return False
         if is_volatile(ts, datetime.now(UTC), self.window):

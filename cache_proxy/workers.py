@@ -153,7 +153,7 @@ class WorkerApp(Front):
     async def relay(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         """Ask the primary, stream its answer; a short body is aborted, never completed."""
         assert self._session is not None
-        url = f"{PRIMARY}/archive/{target.archive}/{target.ts}/{target.quoted_path}"
+        url = f"{PRIMARY}{target.request_path}"
         try:
             up = await self._session.request(
                 request.method,

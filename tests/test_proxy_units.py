@@ -220,3 +220,19 @@ def test_listing_candidates_for_pool_files() -> None:
     assert listing_candidates("pool/main/h/hello/hello_2.10_riscv64.deb", release) == []
     assert listing_candidates("README", release) == []
     assert listing_candidates("pool/main/h/hello/hello_2.10_amd64.deb", []) == []
+
+
+def test_file_door_paths() -> None:
+    from cache_proxy.routing import Kind, file_url, parse_file_path
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    target = parse_file_path(f"/file/{sha}")
+    assert target is not None and target.kind is Kind.SHA1
+    assert target.request_path == f"/file/{sha}" and target.key() == f"sha1:{sha}"
+    assert parse_file_path(f"/file/{sha.upper()}") is None
+    assert parse_file_path(f"/file/{sha}/x") is None
+    assert parse_file_path("/archive/debian/20240101/x") is None
+    assert file_url("http://snapshot.debian.org/archive/", sha) == (
+        f"http://snapshot.debian.org/file/{sha}"
+    )
+    assert file_url("http://mirror.invalid/debian/", sha) is None

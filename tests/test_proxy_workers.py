@@ -167,6 +167,12 @@ async def test_worker_relays_misses_then_answers_hits(
     async with fresh_session() as http, http.request("CONNECT", f"{base}/x") as r:
         assert r.status == 405
     assert fake.count(f"/file/{sha1(want)}") == 1
+    # snapshot's /file/<sha1> door: the worker answers the stored blob itself.
+    other = fake.runs["debian"][0].files["pool/main/p/pkg2/pkg2_1.0_all.deb"]
+    for expected in ("MISS", "HIT"):
+        status, body, headers = await get(f"{base}/file/{sha1(other)}")
+        assert (status, headers["X-Cache"]) == (200, expected) and body == other
+    assert fake.count(f"/file/{sha1(other)}") == 1
 
 
 async def test_worker_never_completes_a_broken_relay(
