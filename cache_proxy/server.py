@@ -14,6 +14,7 @@ from typing import Final
 
 from aiohttp import web
 
+from cache_proxy import sendfile
 from cache_proxy.app import ProxyApp
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
@@ -193,4 +194,5 @@ async def serve_forever(config: ProxyConfig) -> None:
         await stop.wait()
     finally:
         log.info("cache proxy stopping")
+        sendfile.shutdown()  # a stalled client must not keep the process alive
         await server.stop()

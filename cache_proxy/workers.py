@@ -31,6 +31,7 @@ from typing import Final
 import aiohttp
 from aiohttp import hdrs, web
 
+from cache_proxy import sendfile
 from cache_proxy.app import CACHE_HEADER, CACHE_KEY, METRICS_TYPE, SMALL_BLOB, Front, text_response
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
@@ -214,6 +215,7 @@ async def run_worker(spec: WorkerSpec) -> None:
     try:
         await stop.wait()
     finally:
+        sendfile.shutdown()
         await runner.cleanup()
         await app.cleanup()
         board.close()
