@@ -265,9 +265,11 @@ def pull(peer: Peer, url: str, clients: int, requests: int) -> float:
     """MiB/s for ``requests`` GETs of a large file over ``clients`` keep-alive connections.
 
     ab reads 8 KiB per call and, on loopback, saturates its own core before any of
-    the caches does, so every peer measured the same ab. This client reads the
-    body with ``recv_into`` a 1 MiB buffer (the copy is in the kernel, the GIL is
-    released), which leaves the servers as the limit.
+    the caches does, so every peer measured the same ab. Each client here is its own
+    forked process reading the body with ``recv_into`` a 1 MiB buffer: threads in
+    one process took turns at one GIL between reads, and with 16 connections that
+    client, not the caches, set the pace. The clock runs from the moment every
+    client is connected-ready until the last one is done.
     """
     parts = urllib.parse.urlsplit(url)
     if peer.proxy:
@@ -278,37 +280,91 @@ def pull(peer: Peer, url: str, clients: int, requests: int) -> float:
         address = (parts.hostname or "127.0.0.1", parts.port or 80)
         target = parts.path
     request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+    shares = [requests // clients + (i < requests % clients) for i in range(clients)]
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    children = []
+    for share in shares:
+        pid = os.fork()
+        if pid == 0:  # the child: only sockets and pipes, then _exit
+            status = 1
+            try:
+                os.close(go_w)
+                status = _pull_child(address, request, share, ready_w, go_r, done_w)
+            finally:
+                os._exit(status)
+        children.append(pid)
+    for fd in (ready_w, go_r, done_w):
+        os.close(fd)
+    try:
+        _read_exactly(ready_r, clients)
+        start = time.monotonic()
+        os.write(go_w, b"g" * clients)
+        report = _read_exactly(done_r, 8 * clients)
+        elapsed = time.monotonic() - start
+    finally:
+        for fd in (ready_r, go_w, done_r):
+            os.close(fd)
+        failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
+    moved = [_int64(report[i : i + 8]) for i in range(0, len(report), 8)]
+    if failed or len(moved) != clients or min(moved) < 0:
+        raise RuntimeError(f"{peer.name}: {len(failed)} of {clients} clients failed")
+    return sum(moved) / (1 << 20) / elapsed
 
-    def one(count: int) -> int:
-        total = 0
+
+def _int64(data: bytes) -> int:
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise RuntimeError("a benchmark client died")
+        data += chunk
+    return data
+
+
+def _pull_child(
+    address: tuple[str, int], request: bytes, count: int, ready: int, go: int, done: int
+) -> int:
+    total = -1
+    started = False
+    try:
         buf = memoryview(bytearray(1 << 20))
         with socket.create_connection(address) as sock:
+            os.write(ready, b"r")
+            started = True
+            os.read(go, 1)
+            total = 0
             for _ in range(count):
                 sock.sendall(request)
                 head = b""
                 while b"\r\n\r\n" not in head:
                     chunk = sock.recv(65536)
                     if not chunk:
-                        raise RuntimeError(f"{peer.name} closed the connection")
+                        raise RuntimeError("closed the connection")
                     head += chunk
                 header, _, body = head.partition(b"\r\n\r\n")
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", header)
                 if not header.startswith(b"HTTP/1.1 200") or length is None:
-                    raise RuntimeError(f"{peer.name}: {header[:200]!r}")
+                    raise RuntimeError(f"{header[:200]!r}")
                 remaining = int(length[1]) - len(body)
                 while remaining > 0:
                     n = sock.recv_into(buf[: min(len(buf), remaining)])
                     if n == 0:
-                        raise RuntimeError(f"{peer.name} cut a body short")
+                        raise RuntimeError("cut a body short")
                     remaining -= n
                 total += int(length[1])
-        return total
-
-    shares = [requests // clients + (i < requests % clients) for i in range(clients)]
-    start = time.monotonic()
-    with ThreadPoolExecutor(clients) as pool:
-        moved = sum(pool.map(one, shares))
-    return moved / (1 << 20) / (time.monotonic() - start)
+    except (OSError, RuntimeError) as exc:
+        print(f"benchmark client: {exc}", file=sys.stderr)
+        if not started:
+            os.write(ready, b"r")  # let the parent start anyway; it sees the failure
+        total = -1
+    os.write(done, total.to_bytes(8, "little", signed=True))
+    return 0 if total >= 0 else 1
 
 
 def get(peer: Peer, url: str) -> int:
@@ -355,12 +411,18 @@ def side_by_side(
     """Median of ``rounds`` runs per peer, the peers' order rotated every round.
 
     The machine is shared and noisy; interleaving puts every peer through the
-    same slow and fast moments, and the median drops the outliers.
+    same slow and fast moments, and the median drops the outliers. Each run
+    starts with the disks synced: the access logs of a hundred thousand small
+    hits are written back by the kernel later, and that work must not land in
+    whichever peer happens to be measured next.
     """
     values: dict[str, list[float]] = {p.name: [] for p in peers}
     for r in range(rounds):
         for p in peers[r % len(peers) :] + peers[: r % len(peers)]:
+            os.sync()
             values[p.name].append(measure(p))
+    for name, v in values.items():  # every round, so the spread behind a median shows
+        print(f"    {name} rounds: " + " ".join(f"{x:,.0f}" for x in v), flush=True)
     return {name: statistics.median(v) for name, v in values.items()}
 
 
