@@ -299,6 +299,9 @@ class Front:
         """False if remembered answers may name evicted blobs (then they are dropped)."""
         return True
 
+    async def health(self) -> web.Response:
+        return web.Response(text="ok") if self.ready else text_response(503, "starting")
+
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
         answer = self.small.answers.get(request.raw_path)
@@ -329,7 +332,7 @@ class Front:
                     404, "only /archive/<archive>/<timestamp>/ and /file/<sha1> URLs are served"
                 )
         elif path == "/healthz":
-            return web.Response(text="ok") if self.ready else text_response(503, "starting")
+            return await self.health()
         elif path == "/metrics":
             return await self.render_metrics()
         return await self.archive(request)

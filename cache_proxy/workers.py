@@ -46,6 +46,7 @@ PRIMARY: Final = "http://primary.invalid"  # the Unix socket connector ignores t
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 15.0
 SHUTDOWN_TIMEOUT: Final = 5.0
+HEALTH_SECONDS: Final = 2.0  # a primary slower than this to say ok is not healthy
 LISTEN_BACKLOG: Final = 1024
 # RFC 9110 §7.6.1: connection-specific fields are not relayed.
 _HOP_BY_HOP: Final = frozenset(
@@ -118,6 +119,22 @@ class WorkerApp(Front):
                 )
         except aiohttp.ClientError as exc:
             return text_response(503, f"primary unavailable: {exc}")
+
+    async def health(self) -> web.Response:
+        """Healthy only while the primary answers: a probe may land on any process, and
+        a worker that says ok for a stuck primary would hide it (misses go there)."""
+        if not self.ready:
+            return text_response(503, "starting")
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                f"{PRIMARY}/healthz", timeout=aiohttp.ClientTimeout(total=HEALTH_SECONDS)
+            ) as resp:
+                if resp.status == 200:
+                    return web.Response(text="ok")
+                return text_response(503, f"primary: {(await resp.text()).strip()}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return text_response(503, f"primary unavailable: {exc or 'no answer'}")
 
     def answers_current(self) -> bool:
         if self.reader.current():

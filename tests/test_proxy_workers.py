@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from cache_proxy import workers
 from cache_proxy.metrics import PREFIX
 from cache_proxy.workers import WorkerApp
 from factory.proxyctl import parse_metrics
@@ -173,6 +174,36 @@ async def test_worker_relays_misses_then_answers_hits(
         status, body, headers = await get(f"{base}/file/{sha1(other)}")
         assert (status, headers["X-Cache"]) == (200, expected) and body == other
     assert fake.count(f"/file/{sha1(other)}") == 1
+
+
+async def test_worker_health_is_the_primarys(
+    make_proxy: MakeProxy, own_worker: OwnWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe may land on any process: a worker says ok only if the primary does."""
+    proxy: Proxy = await make_proxy(workers=2)
+    base = await own_worker(proxy)
+    status, body, _ = await get(f"{base}/healthz")
+    assert (status, body) == (200, b"ok")
+    proxy.server.proxy.ready = False  # the primary is still starting (or stopping)
+    status, body, _ = await get(f"{base}/healthz")
+    assert status == 503 and b"primary: starting" in body
+    proxy.server.proxy.ready = True
+    status, _, _ = await get(f"{base}/healthz")
+    assert status == 200
+    # A primary that accepts but never answers: a listening socket nobody serves.
+    monkeypatch.setattr(workers, "HEALTH_SECONDS", 0.3)
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.bind(str(tmp_path / "stuck"))
+    stuck.listen(8)
+    assert proxy.server.board is not None
+    app = WorkerApp(proxy.server.config, proxy.server.board, 0, str(tmp_path / "stuck"))
+    await app.startup()
+    try:
+        response = await app.health()
+        assert response.status == 503 and "primary unavailable" in (response.text or "")
+    finally:
+        await app.cleanup()
+        stuck.close()
 
 
 async def test_worker_never_completes_a_broken_relay(
