@@ -6,6 +6,7 @@ Import into a test module with ``from tests.proxy_fixtures import *``.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from cache_proxy.config import Mode, ProxyConfig, RetryPolicy
 from cache_proxy.server import ProxyServer
 from tests.fakesnap import FakeSnapshot, Run, make_runs
 
-__all__ = ["RUNS", "SEC_RUNS", "Proxy", "fake", "http", "make_proxy", "metric"]
+__all__ = ["BIG", "RUNS", "SEC_RUNS", "Proxy", "big_fake", "fake", "http", "make_proxy", "metric"]
 
 RUNS = ["20240101T000000Z", "20240102T000000Z", "20240103T000000Z"]
+BIG = "pool/main/b/big/big_1.0_all.deb"  # big_fake's 3 MiB package: a hit sent with sendfile
 SEC_RUNS = ["20240101T060000Z", "20240102T060000Z"]
 FAST_RETRY = RetryPolicy(attempts=4, backoff_initial=0.01, backoff_max=0.05, retry_after_max=5.0)
 
@@ -47,6 +49,18 @@ class Proxy:
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSnapshot]:
     server = FakeSnapshot(default_runs())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def big_fake() -> AsyncIterator[FakeSnapshot]:
+    """Debian runs with one 3 MiB package (``BIG``) besides the small ones."""
+    rng = random.Random(11)
+    server = FakeSnapshot(
+        {"debian": make_runs("debian", "bookworm", RUNS, extra={BIG: rng.randbytes(3 << 20)})}
+    )
     await server.start()
     yield server
     await server.stop()

@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import AsyncIterator
 from hashlib import sha256
 from pathlib import Path
 
@@ -14,24 +13,17 @@ import aiohttp
 import pytest
 
 from cache_proxy import sendfile
-from tests.fakesnap import FakeSnapshot, make_runs
+from tests.fakesnap import FakeSnapshot
 from tests.proxy_fixtures import *  # noqa: F403
-from tests.proxy_fixtures import RUNS, Proxy
+from tests.proxy_fixtures import BIG, RUNS, Proxy
 
-BIG = "pool/main/b/big/big_1.0_all.deb"
 SMALL = "pool/main/p/pkg1/pkg1_1.0_all.deb"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSnapshot]:
-    """Overrides the shared fixture: one 3 MiB package besides the usual ones."""
-    rng = random.Random(5)
-    server = FakeSnapshot(
-        {"debian": make_runs("debian", "bookworm", RUNS, extra={BIG: rng.randbytes(3 << 20)})}
-    )
-    await server.start()
-    yield server
-    await server.stop()
+def fake(big_fake: FakeSnapshot) -> FakeSnapshot:
+    """Overrides the shared fixture, so ``make_proxy`` fronts the one with a 3 MiB file."""
+    return big_fake
 
 
 async def test_whole_blob_answers_like_file_response(fake: FakeSnapshot, make_proxy) -> None:  # type: ignore[no-untyped-def]

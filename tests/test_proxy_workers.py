@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,14 +22,13 @@ from cache_proxy import workers
 from cache_proxy.metrics import PREFIX
 from cache_proxy.workers import WorkerApp
 from factory.proxyctl import parse_metrics
-from tests.fakesnap import FakeSnapshot, make_runs, sha1, sha256
+from tests.fakesnap import FakeSnapshot, sha1, sha256
 from tests.proxy_fixtures import *  # noqa: F403
-from tests.proxy_fixtures import RUNS, Proxy
+from tests.proxy_fixtures import BIG, RUNS, Proxy
 from tests.test_proxy_lifecycle import start_cli, wait_ready
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
 OwnWorker = Callable[[Proxy], Awaitable[str]]
-BIG = "pool/main/b/big/big_1.0_all.deb"
 POOL = "pool/main/p/pkg1/pkg1_1.0_all.deb"
 
 
@@ -73,17 +71,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-@pytest.fixture
-async def big_fake() -> AsyncIterator[FakeSnapshot]:
-    rng = random.Random(11)
-    server = FakeSnapshot(
-        {"debian": make_runs("debian", "bookworm", RUNS, extra={BIG: rng.randbytes(3 << 20)})}
-    )
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
