@@ -187,6 +187,11 @@ def gpg_signer(home: Path) -> tuple[Signer, Path]:
     return sign, keyring
 
 
+def stop_gpg_agent(home: Path) -> None:
+    """gpg leaves an agent running for ``home``; a test must not leave it behind."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
 def make_runs(
     archive: str,
     suite: str,

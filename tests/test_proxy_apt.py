@@ -14,7 +14,7 @@ import pytest
 
 from cache_proxy.config import Mode, ProxyConfig
 from cache_proxy.server import ProxyServer
-from tests.fakesnap import FakeSnapshot, gpg_signer, make_runs
+from tests.fakesnap import FakeSnapshot, gpg_signer, make_runs, stop_gpg_agent
 from tests.proxy_fixtures import *  # noqa: F403
 from tests.proxy_fixtures import RUNS, Proxy, metric
 
@@ -64,6 +64,7 @@ async def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
 async def test_apt_update_and_download_through_forward_proxy(tmp_path: Path) -> None:
     sign, keyring = gpg_signer(tmp_path / "gnupg")
     fake = FakeSnapshot({"debian": make_runs("debian", "bookworm", RUNS, signer=sign)})
+    stop_gpg_agent(tmp_path / "gnupg")  # every Release is signed by now
     await fake.start()
     server = ProxyServer(
         ProxyConfig(
