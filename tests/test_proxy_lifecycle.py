@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.fakesnap import FakeSnapshot, make_runs, sha1, sha256
+from tests.fakesnap import FakeSnapshot, sha1, sha256
 from tests.proxy_fixtures import *  # noqa: F403
-from tests.proxy_fixtures import RUNS, Proxy, metric
+from tests.proxy_fixtures import BIG, RUNS, Proxy, metric
 
 ROOT = Path(__file__).resolve().parents[1]
-BIG = "pool/main/b/big/big_1.0_all.deb"
 
 
 async def start_cli(*args: str) -> asyncio.subprocess.Process:
@@ -53,17 +49,12 @@ async def wait_ready(proc: asyncio.subprocess.Process, port_file: Path) -> str:
     raise AssertionError("proxy never became ready")
 
 
-@pytest.fixture
-async def big_fake() -> AsyncIterator[FakeSnapshot]:
-    data = random.Random(7).randbytes(1 << 20)
-    server = FakeSnapshot({"debian": make_runs("debian", "bookworm", RUNS, extra={BIG: data})})
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def test_cli_contract_port_file_healthz_sigterm(fake: FakeSnapshot, tmp_path: Path) -> None:
+async def cli(
+    tmp_path: Path, fake: FakeSnapshot, *extra: str
+) -> tuple[asyncio.subprocess.Process, str, Path]:
+    """``python -m cache_proxy`` on a free port, cache in ``tmp_path/c``, once it is ready."""
     port_file = tmp_path / "port"
+    port_file.unlink(missing_ok=True)  # a restart must not read the last run's port
     proc = await start_cli(
         "--listen",
         "127.0.0.1:0",
@@ -75,8 +66,13 @@ async def test_cli_contract_port_file_healthz_sigterm(fake: FakeSnapshot, tmp_pa
         str(port_file),
         "--access-log",
         "none",
+        *extra,
     )
-    address = await wait_ready(proc, port_file)
+    return proc, await wait_ready(proc, port_file), port_file
+
+
+async def test_cli_contract_port_file_healthz_sigterm(fake: FakeSnapshot, tmp_path: Path) -> None:
+    proc, address, _ = await cli(tmp_path, fake)
     assert address.startswith("127.0.0.1:") and int(address.split(":")[1]) > 0
     path = "pool/main/p/pkg0/pkg0_1.0_all.deb"
     async with (
@@ -100,23 +96,9 @@ async def test_crash_mid_download_leaves_no_partial_blob(
     big_fake: FakeSnapshot, tmp_path: Path
 ) -> None:
     cache = tmp_path / "c"
-    port_file = tmp_path / "port"
-    args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        str(cache),
-        "--upstream",
-        big_fake.snapshot_base,
-        "--port-file",
-        str(port_file),
-        "--access-log",
-        "none",
-    ]
     want = big_fake.runs["debian"][0].files[BIG]
     big_fake.inject(f"/file/{sha1(want)}", "slow", times=1, delay=0.05)
-    proc = await start_cli(*args)
-    address = await wait_ready(proc, port_file)
+    proc, address, _ = await cli(tmp_path, big_fake)
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"http://{address}/archive/debian/{RUNS[0]}/{BIG}") as resp,
@@ -126,9 +108,7 @@ async def test_crash_mid_download_leaves_no_partial_blob(
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
     assert not (cache / "blobs" / "sha256" / sha256(want)[:2] / sha256(want)).exists()
-    port_file.unlink()
-    proc = await start_cli(*args)
-    address = await wait_ready(proc, port_file)
+    proc, address, _ = await cli(tmp_path, big_fake)
     assert not any((cache / "tmp").iterdir())
     async with (
         aiohttp.ClientSession() as http,

@@ -25,7 +25,7 @@ from factory.proxyctl import parse_metrics
 from tests.fakesnap import FakeSnapshot, sha1, sha256
 from tests.proxy_fixtures import *  # noqa: F403
 from tests.proxy_fixtures import BIG, RUNS, Proxy
-from tests.test_proxy_lifecycle import start_cli, wait_ready
+from tests.test_proxy_lifecycle import cli, start_cli
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
 OwnWorker = Callable[[Proxy], Awaitable[str]]
@@ -242,26 +242,6 @@ async def test_eviction_reaches_the_workers(
 
 
 # ----------------------------------------------------------------- the real CLI
-async def cli(
-    tmp_path: Path, fake: FakeSnapshot, *extra: str
-) -> tuple[asyncio.subprocess.Process, str, Path]:
-    port_file = tmp_path / "port"
-    proc = await start_cli(
-        "--listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--upstream",
-        fake.snapshot_base,
-        "--port-file",
-        str(port_file),
-        "--access-log",
-        "none",
-        *extra,
-    )
-    return proc, await wait_ready(proc, port_file), port_file
-
-
 async def test_uvloop_sendfile_bodies_and_ranges(big_fake: FakeSnapshot, tmp_path: Path) -> None:
     """Under uvloop (the CLI's loop) large hits go out with os.sendfile on a thread."""
     proc, address, _ = await cli(tmp_path, big_fake, "--workers", "2")
