@@ -6,13 +6,12 @@ The double build (factory.verify) calls this twice with different BuildEnvs.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory import oci
+from factory import oci, outputs
 from factory.arch import Architecture
 from factory.buildenv import BuildEnv
 from factory.compress import Compression
@@ -142,14 +141,7 @@ def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) ->
     return BuildResult(layout, idx_desc, results, env)
 
 
-def move_layout(src: Path, dst: Path) -> None:
-    """Replace dst with src atomically enough: a failed build never leaves a half layout."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    old = dst.with_name(dst.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dst.exists():
-        os.replace(dst, old)
-    shutil.move(str(src), str(dst))
-    if old.exists():
-        shutil.rmtree(old)
+def move_layout(src: Path, dst: Path, *, force: bool = False, flag: str = "--output") -> None:
+    """Put the finished layout src at dst: a previous reprobase layout there is replaced
+    atomically, anything else is refused (factory.outputs)."""
+    outputs.install_dir(src, dst, outputs.Kind.LAYOUT, force=force, flag=flag)

@@ -6,10 +6,9 @@ write: same annotations, manifests in the canonical architecture order.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from factory import oci
+from factory import oci, outputs
 from factory.arch import Architecture
 from factory.errors import UserError
 from factory.image import image_index
@@ -29,7 +28,7 @@ def _entries(layout: Path) -> tuple[dict[str, str], list[oci.Descriptor], str]:
     )
 
 
-def merge_layouts(layouts: list[Path], output: Path) -> oci.Descriptor:
+def merge_layouts(layouts: list[Path], output: Path, *, force: bool = False) -> oci.Descriptor:
     if not layouts:
         raise UserError("nothing to merge", hint="give two or more layout directories")
     annotations, _, tag = _entries(layouts[0])
@@ -46,19 +45,23 @@ def merge_layouts(layouts: list[Path], output: Path) -> oci.Descriptor:
             if arch in by_arch and by_arch[arch][1].digest != m.digest:
                 raise UserError(f"{arch.debian} given twice with different manifests")
             by_arch[arch] = (layout, m)
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    oci.init_layout(tmp)
-    for layout, _m in by_arch.values():
-        for blob in sorted((layout / "blobs" / "sha256").iterdir()):
-            dst = tmp / "blobs" / "sha256" / blob.name
-            if not dst.exists():
-                shutil.copyfile(blob, dst)
     order = list(Architecture)
     manifests = [by_arch[a][1] for a in sorted(by_arch, key=order.index)]
-    idx = oci.write_json_blob(tmp, image_index(manifests, annotations), oci.MT_INDEX)
-    top = oci.Descriptor(idx.media_type, idx.digest, idx.size, annotations={oci.ANN_REF_NAME: tag})
-    oci.write_index(tmp, [top], {})
-    shutil.rmtree(output, ignore_errors=True)
-    tmp.rename(output)
+    with outputs.replacing(output, outputs.Kind.LAYOUT, force=force) as tmp:
+        oci.init_layout(tmp)
+        for _layout, m in by_arch.values():
+            copy_image_blobs(_layout, m, tmp)
+        idx = oci.write_json_blob(tmp, image_index(manifests, annotations), oci.MT_INDEX)
+        top = oci.Descriptor(
+            idx.media_type, idx.digest, idx.size, annotations={oci.ANN_REF_NAME: tag}
+        )
+        oci.write_index(tmp, [top], {})
     return idx
+
+
+def copy_image_blobs(layout: Path, manifest: oci.Descriptor, dst: Path) -> None:
+    """Copy one image's manifest, config and layers, each checked against its descriptor."""
+    man = oci.read_json_blob(layout, manifest.digest)
+    oci.write_blob(dst, oci.read_blob(layout, manifest.digest))
+    for d in [man["config"], *man.get("layers", [])]:
+        oci.copy_blob(layout, oci.Descriptor.from_json(d), dst)

@@ -68,6 +68,7 @@ class Night:
     workdir: Path
     run_id: str
     output_layout: Path | None = None  # CI mode: write the verified layout here, don't publish
+    force: bool = False  # output_layout may replace a reprobase output of another kind
     records: list[ResultRecord] = field(default_factory=list)
 
     def add(self, rec: ResultRecord) -> None:
@@ -175,7 +176,7 @@ def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None)
         )
         return
     if night.output_layout is not None:
-        move_layout(staging, night.output_layout)
+        move_layout(staging, night.output_layout, force=night.force, flag="--output-layout")
         _records(night, recipe, verdict, "reproducible", started, [], "verified; not published")
         return
     if unchanged(night, recipe, verdict):
@@ -274,6 +275,7 @@ def run_nightly(
     arches: Sequence[str] | None = None,
     output_layout: Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> NightlyResult:
     progress = progress or Progress()
     images = [i for i in cfg.images if not only or i in only] or list(only)
@@ -284,7 +286,9 @@ def run_nightly(
         with nightly_lock(cfg.history.parent / "nightly.lock"), History(cfg.history) as history:
             choice = SourceChoice(proxy=cfg.proxy, upstream=cfg.upstream, cache_dir=cfg.cache_dir)
             with resolve(choice, pin, cfg.history.parent) as src:
-                night = Night(cfg, pin, history, src, progress, workdir, run_id, output_layout)
+                night = Night(
+                    cfg, pin, history, src, progress, workdir, run_id, output_layout, force
+                )
                 progress.say(f"nightly {run_id}: {len(images)} images from {src.packages_from}")
                 for image in images:
                     try:

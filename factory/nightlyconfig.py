@@ -101,9 +101,13 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
 
 def load_config(path: Path) -> NightlyConfig:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file", hint="see schedules/nightly.toml") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (TOML is UTF-8)", hint="check --config") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     return config_from_dict(data, str(path))

@@ -53,14 +53,23 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Descriptor:
-        return cls(
-            media_type=d["mediaType"],
-            digest=d["digest"],
-            size=int(d["size"]),
-            annotations=dict(d.get("annotations") or {}),
-            platform=dict(d["platform"]) if d.get("platform") else None,
-            artifact_type=d.get("artifactType"),
-        )
+        try:
+            desc = cls(
+                media_type=str(d["mediaType"]),
+                digest=str(d["digest"]),
+                size=int(d["size"]),
+                annotations=dict(d.get("annotations") or {}),
+                platform=dict(d["platform"]) if d.get("platform") else None,
+                artifact_type=d.get("artifactType"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(
+                f"malformed OCI descriptor {str(d)[:120]!r} ({type(exc).__name__}: {exc})",
+                hint="the layout or registry holds a broken index or manifest",
+            ) from None
+        if desc.size < 0:
+            raise UserError(f"malformed OCI descriptor {desc.digest}: negative size")
+        return desc
 
 
 def blob_path(layout: Path, digest: str) -> Path:
@@ -102,22 +111,72 @@ def add_blob_file(layout: Path, src: Path, digest: str) -> None:
         shutil.copyfile(src, dst)
 
 
-def read_blob(layout: Path, digest: str, verify: bool = True) -> bytes:
+MAX_JSON_BLOB = 4 << 20  # an index, manifest or config; a bigger one is refused unread
+
+
+def read_blob(layout: Path, digest: str, verify: bool = True, size: int | None = None) -> bytes:
+    """A blob's bytes, checked against its digest (and its descriptor's size, if given)."""
     path = blob_path(layout, digest)
     try:
+        if size is None and path.stat().st_size > MAX_JSON_BLOB:
+            raise UserError(f"{layout}: blob {digest} is too large to read into memory")
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{layout}: blob {digest} is missing from the layout") from None
+    except OSError as exc:
+        raise UserError(f"{layout}: cannot read blob {digest}: {exc.strerror or exc}") from None
+    if size is not None and len(data) != size:
+        raise UserError(
+            f"{layout}: blob {digest} is corrupt ({len(data)} bytes, its descriptor says {size})"
+        )
     if verify and sha256_digest(data) != digest:
         raise UserError(f"{layout}: blob {digest} is corrupt (its content has another digest)")
     return data
 
 
 def read_json_blob(layout: Path, digest: str) -> dict[str, Any]:
-    obj = json.loads(read_blob(layout, digest))
+    try:
+        obj = json.loads(read_blob(layout, digest))
+    except ValueError:
+        raise UserError(f"{layout}: blob {digest} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise UserError(f"{layout}: blob {digest} is not a JSON object")
     return obj
+
+
+def verify_blob(layout: Path, desc: Descriptor) -> Path:
+    """The path of desc's blob after checking its size and SHA-256 (streamed, any size)."""
+    path = blob_path(layout, desc.digest)
+    try:
+        actual = path.stat().st_size
+        if actual != desc.size:
+            raise UserError(
+                f"{layout}: blob {desc.digest} is corrupt "
+                f"({actual} bytes, its descriptor says {desc.size})",
+                hint="rebuild or re-pull the image",
+            )
+        found = sha256_file(path)
+    except FileNotFoundError:
+        raise UserError(f"{layout}: blob {desc.digest} is missing from the layout") from None
+    except OSError as exc:
+        raise UserError(f"{layout}: cannot read blob {desc.digest}: {exc.strerror}") from None
+    if found != desc.digest:
+        raise UserError(
+            f"{layout}: blob {desc.digest} is corrupt (its content has digest {found})",
+            hint="rebuild or re-pull the image",
+        )
+    return path
+
+
+def copy_blob(src: Path, desc: Descriptor, dst: Path) -> None:
+    """Copy desc's blob from layout src to layout dst, verifying size and digest."""
+    target = blob_path(dst, desc.digest)
+    if target.exists() and target.stat().st_size == desc.size:
+        return
+    path = verify_blob(src, desc)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
 
 
 def sha256_file(path: Path) -> str:
@@ -135,9 +194,20 @@ def read_index(layout: Path) -> dict[str, Any]:
             f"{layout} is not an OCI image layout (no oci-layout or index.json)",
             hint="pass the directory given to 'reprobase build --output'",
         )
-    obj = json.loads(p.read_bytes())
-    if not isinstance(obj, dict):
-        raise UserError(f"{p}: not a JSON object")
+    try:
+        obj = json.loads(p.read_bytes())
+    except OSError as exc:
+        raise UserError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(
+            f"{p} is not valid JSON ({exc})".replace("\n", " "),
+            hint="the layout is damaged: rebuild it or re-pull it",
+        ) from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("manifests", []), list):
+        raise UserError(f"{p}: not an OCI image index", hint="the layout is damaged")
+    for entry in obj.get("manifests", []):
+        if not isinstance(entry, dict):
+            raise UserError(f"{p}: a manifests entry is not a descriptor")
     return obj
 
 

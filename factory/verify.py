@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory import outputs
 from factory.build import BuildRequest, BuildResult, build, move_layout
 from factory.buildenv import BuildEnv, env_a, env_b
 from factory.progress import Progress
@@ -90,8 +91,11 @@ def double_build(
     progress: Progress,
     keep_dir: Path | None = None,
     meter: Callable[[], int | None] | None = None,
+    force: bool = False,
 ) -> Verdict:
-    """meter() reads the proxy's upstream byte counter (None when there is no proxy)."""
+    """meter() reads the proxy's upstream byte counter (None when there is no proxy).
+    The output (and the mismatch evidence) replace only earlier reprobase outputs
+    (factory.outputs); force lets one of another kind be replaced."""
     base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
     fetched: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -110,7 +114,7 @@ def double_build(
     try:
         a = metered("A", env_a(base / "env"))
         if once:
-            move_layout(a.layout, output)
+            move_layout(a.layout, output, force=force)
             a.layout = output
             return Verdict(a, None, upstream_bytes=fetched, seconds=seconds)
         b = metered("B", env_b(base / "env"))
@@ -121,22 +125,23 @@ def double_build(
             with progress.stage("explaining the difference"):
                 verdict.report, verdict.report_text = explain(a.layout, b.layout)
             keep = keep_dir or output.with_name(output.name + ".mismatch")
-            _keep_evidence(a, b, verdict, keep)
+            _keep_evidence(a, b, verdict, keep, force)
             return verdict
-        move_layout(a.layout, output)
+        move_layout(a.layout, output, force=force)
         a.layout = output
         return verdict
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _keep_evidence(a: BuildResult, b: BuildResult, verdict: Verdict, keep: Path) -> None:
+def _keep_evidence(
+    a: BuildResult, b: BuildResult, verdict: Verdict, keep: Path, force: bool
+) -> None:
     """A mismatch publishes nothing; both layouts and the report are kept for inspection."""
-    if keep.exists():
-        shutil.rmtree(keep)
-    keep.mkdir(parents=True)
-    move_layout(a.layout, keep / "a")
-    move_layout(b.layout, keep / "b")
+    with outputs.replacing(keep, outputs.Kind.MISMATCH, force=force) as new:
+        new.mkdir()
+        shutil.move(str(a.layout), str(new / "a"))
+        shutil.move(str(b.layout), str(new / "b"))
+        (new / "report.json").write_text(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+        (new / "report.txt").write_text(verdict.report_text + "\n")
     a.layout, b.layout = keep / "a", keep / "b"
-    (keep / "report.json").write_text(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
-    (keep / "report.txt").write_text(verdict.report_text + "\n")

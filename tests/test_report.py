@@ -223,8 +223,7 @@ def test_empty_history(tmp_path: Path) -> None:
 
 def test_write_report_replaces_directory(tmp_path: Path, history: History) -> None:
     out = tmp_path / "site" / "report"
-    out.mkdir(parents=True)
-    (out / "images").mkdir()
+    write_report(history, out)  # an earlier report, with a page that is gone since
     (out / "images" / "gone.html").write_text("stale")
     index = write_report(history, out)
     assert index == out / "index.html"

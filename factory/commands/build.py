@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from factory import publishing
+from factory import outputs, publishing
 from factory.arch import Architecture
 from factory.build import BuildRequest
 from factory.compress import Compression
@@ -53,7 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output",
         metavar="DIR",
         type=Path,
-        help="OCI image layout to write (default: out/NAME-TAG)",
+        help="OCI image layout to write (default: out/NAME-TAG); an existing one is "
+        "replaced only if reprobase wrote it",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also replace a reprobase output of another kind at --output",
     )
     p.add_argument(
         "--compression",
@@ -154,12 +160,18 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.image)
     pin = resolve_pin(args.date, args.snapshot)
     output = args.output or Path("out") / f"{recipe.name}-{recipe.tag}"
+    outputs.check(output, outputs.Kind.LAYOUT, force=args.force)
+    if not args.once:  # where a mismatch's evidence goes
+        evidence = output.with_name(output.name + ".mismatch")
+        outputs.check(evidence, outputs.Kind.MISMATCH, force=args.force)
     progress = Progress()
     progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
     with resolve(source_choice(args), pin, Path(output).parent) as src:
         req = request_for(args, recipe, pin, src)
         meter = src.proxy.upstream_bytes if src.proxy else None
-        verdict = double_build(req, output, once=args.once, progress=progress, meter=meter)
+        verdict = double_build(
+            req, output, once=args.once, progress=progress, meter=meter, force=args.force
+        )
     result = summary(verdict, req, output, progress)
     if args.push and verdict.reproducible:
         result["pushed"] = push_all(args.push, output, req, verdict, progress)

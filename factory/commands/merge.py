@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from factory import outputs
 from factory.merge import merge_layouts
 
 HELP = "merge per-architecture OCI layouts of one image into one multi-arch index"
@@ -13,12 +14,22 @@ HELP = "merge per-architecture OCI layouts of one image into one multi-arch inde
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("layouts", metavar="LAYOUT", nargs="+", type=Path)
-    p.add_argument("--output", metavar="DIR", type=Path, required=True)
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="the merged layout; an existing one is replaced only if reprobase wrote it",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="also replace a reprobase output of another kind"
+    )
     p.add_argument("--json", action="store_true", help="print the index digest as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    idx = merge_layouts(list(args.layouts), args.output)
+    outputs.check(args.output, outputs.Kind.LAYOUT, force=args.force)
+    idx = merge_layouts(list(args.layouts), args.output, force=args.force)
     print(
         json.dumps({"index_digest": idx.digest, "output": str(args.output)})
         if args.json

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from factory import outputs
 from factory.nightly import NightlyResult, run_nightly
 from factory.nightlyconfig import load_config
 from factory.snapshot import resolve_pin
@@ -38,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="CI mode: write the verified layout of the (single) image here and "
         "publish nothing (per-architecture jobs, then `reprobase merge`)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let --output-layout replace a reprobase output of another kind",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -72,8 +78,19 @@ def run(args: argparse.Namespace) -> int:
         from factory.errors import UserError
 
         raise UserError("--output-layout needs exactly one --only IMAGE")
+    if args.output_layout:
+        outputs.check(
+            args.output_layout, outputs.Kind.LAYOUT, force=args.force, flag="--output-layout"
+        )
+    else:
+        outputs.check(cfg.report, outputs.Kind.REPORT, flag="[nightly] report")
     result = run_nightly(
-        cfg, pin, only=args.only or (), arches=arches, output_layout=args.output_layout
+        cfg,
+        pin,
+        only=args.only or (),
+        arches=arches,
+        output_layout=args.output_layout,
+        force=args.force,
     )
     print_summary(result)
     if args.json:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from factory import outputs
 from factory.errors import UserError
 from factory.oci import ANN_REF_NAME, read_index
 from factory.registry.archive import write_archive
@@ -63,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="image name in the archive (default: the first REF), e.g. reprobase/debian:bookworm",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="let --output-archive replace a reprobase output of another kind",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary line on stdout")
 
 
@@ -92,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")
     summary: dict[str, object] = {}
     if args.output_archive is not None:
-        write_archive(layout, args.output_archive, _archive_name(layout, refs, args.archive_name))
+        kind, flag = outputs.Kind.ARCHIVE, "--output-archive"
+        outputs.check(args.output_archive, kind, force=args.force, flag=flag)
+        name = _archive_name(layout, refs, args.archive_name)
+        write_archive(layout, args.output_archive, name, force=args.force)
         _progress(f"archive written: {args.output_archive}")
         summary["archive"] = str(args.output_archive)
     if refs:

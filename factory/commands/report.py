@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from factory import outputs
 from factory.errors import UserError
 from factory.history import History
 from factory.report import write_report
@@ -44,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--title", default="reprobase", help="page title (default: reprobase)")
     p.add_argument(
+        "--force", action="store_true", help="also replace a reprobase output of another kind"
+    )
+    p.add_argument(
         "--json", action="store_true", help="print one JSON object (paths, counts) instead"
     )
 
@@ -68,6 +72,10 @@ def config_paths(config: Path) -> tuple[Path | None, Path | None]:
         raise UserError(
             f"cannot read config {config}: {exc.strerror}", hint="check --config"
         ) from exc
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{config}: not a text file (TOML is UTF-8)", hint="check --config"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{config} is not valid TOML: {exc}", hint="fix the file") from exc
     table = data.get("nightly")
@@ -96,13 +104,14 @@ def resolve_paths(args: argparse.Namespace) -> Paths:
 
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(args)
+    outputs.check(paths.output, outputs.Kind.REPORT, force=args.force)
     if not paths.history.is_file():
         raise UserError(
             f"no history at {paths.history}",
             hint="run 'reprobase nightly' first, or pass --history FILE",
         )
     with History(paths.history) as history:
-        index = write_report(history, paths.output, title=args.title)
+        index = write_report(history, paths.output, title=args.title, force=args.force)
         records = len(history.records())
         images = len(history.images())
     if args.json:

@@ -16,6 +16,7 @@ from factory.diffing.collect import DEFAULT_LIMIT, Collector
 from factory.diffing.images import ImageComparison
 from factory.diffing.model import Category, Difference, DiffReport, IgnoredGroup, Kind, Level
 from factory.diffing.sources import resolve
+from factory.diffing.stores import verify_tree
 
 __all__ = [
     "Category",
@@ -44,5 +45,7 @@ def diff_images(
     with ExitStack() as stack:
         store_a = resolve(str(a), stack)
         store_b = resolve(str(b), stack)
+        verify_tree(store_a)
+        verify_tree(store_b)
         ImageComparison(store_a, store_b, out, source_date_epoch).run()
     return out.freeze(str(a), str(b))

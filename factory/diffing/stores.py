@@ -29,6 +29,10 @@ class BlobStore(Protocol):
 
     def opener(self, digest: str) -> Opener: ...
 
+    def verify(self, desc: dict[str, Any]) -> None:
+        """Raise UserError naming the blob unless its size and digest are desc's."""
+        ...
+
 
 def parse_json(label: str, what: str, data: bytes) -> dict[str, Any]:
     try:
@@ -58,6 +62,9 @@ class LayoutStore:
         if not path.is_file():
             raise UserError(f"{self.label}: blob {digest} is missing from the layout")
         return lambda: io.BufferedReader(io.FileIO(path), CHUNK)
+
+    def verify(self, desc: dict[str, Any]) -> None:
+        oci.verify_blob(self.path, oci.Descriptor.from_json(desc))
 
 
 class SubFile(io.RawIOBase):
@@ -159,6 +166,25 @@ class ArchiveLayoutStore:
     def opener(self, digest: str) -> Opener:
         return self.tree.opener(self._name(digest))
 
+    def verify(self, desc: dict[str, Any]) -> None:
+        d = oci.Descriptor.from_json(desc)
+        name = self._name(d.digest)
+        if not self.tree.has(name):
+            raise UserError(f"{self.label}: blob {d.digest} is missing from the archive")
+        size = self.tree.size(name)
+        if size != d.size:
+            raise UserError(
+                f"{self.label}: blob {d.digest} is corrupt "
+                f"({size} bytes, its descriptor says {d.size})",
+                hint="write the archive again",
+            )
+        found, _ = hash_stream(self.opener(d.digest))
+        if found != d.digest:
+            raise UserError(
+                f"{self.label}: blob {d.digest} is corrupt (its content has digest {found})",
+                hint="write the archive again",
+            )
+
 
 def hash_stream(opener: Opener) -> tuple[str, bytes]:
     """sha256 of a member and its first bytes (to sniff the compression)."""
@@ -168,3 +194,33 @@ def hash_stream(opener: Opener) -> tuple[str, bytes]:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return "sha256:" + h.hexdigest(), head
+
+
+INDEX_TYPES = (oci.MT_INDEX, oci.DOCKER_LIST)
+MANIFEST_TYPES = (oci.MT_MANIFEST, oci.DOCKER_MANIFEST)
+
+
+def verify_tree(store: BlobStore) -> None:
+    """Check every blob the store's index reaches (manifests, configs, layers) against
+    its descriptor's size and digest, so that a truncated layer is an error, never
+    "identical" because both sides name the same digest."""
+    seen: set[str] = set()
+
+    def walk(desc: dict[str, Any]) -> None:
+        digest = str(desc.get("digest"))
+        if digest in seen:
+            return
+        seen.add(digest)
+        store.verify(desc)
+        media_type = desc.get("mediaType")
+        if media_type in INDEX_TYPES:
+            for child in store.read_json(digest).get("manifests") or []:
+                walk(child)
+        elif media_type in MANIFEST_TYPES:
+            man = store.read_json(digest)
+            for child in [man.get("config") or {}, *(man.get("layers") or [])]:
+                if child:
+                    walk(child)
+
+    for entry in store.index().get("manifests") or []:
+        walk(entry)

@@ -19,9 +19,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from factory import outputs
 from factory.canonical import canonical_json
 from factory.errors import UserError
-from factory.oci import ANN_REF_NAME, LAYOUT_VERSION, MT_INDEX, Descriptor, blob_path, read_blob
+from factory.oci import ANN_REF_NAME, LAYOUT_VERSION, MT_INDEX, Descriptor, read_blob, verify_blob
 from factory.registry.layout import INDEX_TYPES, plan_push
 from factory.registry.reference import parse_reference
 
@@ -61,7 +62,9 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
-def write_archive(layout: Path, out: Path, ref_name: str, *, arch: str | None = None) -> None:
+def write_archive(
+    layout: Path, out: Path, ref_name: str, *, arch: str | None = None, force: bool = False
+) -> None:
     """Write layout's image as a docker-archive + OCI-layout tar at out, named ref_name."""
     ref = parse_reference(ref_name)
     tag = ref.tag or "latest"
@@ -80,21 +83,25 @@ def write_archive(layout: Path, out: Path, ref_name: str, *, arch: str | None = 
         top.media_type, top.digest, top.size, {ANN_CONTAINERD_NAME: full_name, ANN_REF_NAME: tag}
     )
     index = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [entry.to_json()]}
-    digests = sorted({d.digest for d in plan.blobs} | {m.descriptor.digest for m in plan.manifests})
-    tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+    descs = {d.digest: d for d in plan.blobs} | {
+        m.descriptor.digest: m.descriptor for m in plan.manifests
+    }
+    kind = outputs.Kind.ARCHIVE
+    with (
+        outputs.replacing(out, kind, force=force, flag="--output-archive") as tmp,
+        tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         _add_dir(tar, "blobs")
         _add_dir(tar, "blobs/sha256")
-        for digest in digests:
-            path = blob_path(layout, digest)
+        for digest in sorted(descs):
+            path = verify_blob(layout, descs[digest])  # a corrupt blob never goes out
             info = tarfile.TarInfo(f"blobs/sha256/{digest[7:]}")
-            info.size, info.mtime, info.mode = path.stat().st_size, 0, 0o644
+            info.size, info.mtime, info.mode = descs[digest].size, 0, 0o644
             with path.open("rb") as f:
                 tar.addfile(info, f)
         _add_bytes(tar, "index.json", canonical_json(index))
         _add_bytes(tar, "manifest.json", canonical_json(docker_manifest))
         _add_bytes(tar, "oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
-    tmp.replace(out)
 
 
 def _docker_name(ref_name: str, tag: str) -> str:

@@ -11,10 +11,9 @@ here     write_report: the only function that touches the file system
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from factory import outputs
 from factory.canonical import canonical_json
 from factory.history import History
 from factory.report import jsondoc, model, pages
@@ -39,18 +38,22 @@ def render(
 
 
 def write_report(
-    history: History, out_dir: Path, *, title: str = "reprobase", generated: str | None = None
+    history: History,
+    out_dir: Path,
+    *,
+    title: str = "reprobase",
+    generated: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Write index.html, results.json and images/*.html into out_dir; return index.html.
 
     The new report is assembled next to out_dir and swapped in, so a web server
-    serving out_dir never shows half a report.
+    serving out_dir never shows half a report; out_dir must be absent, empty or an
+    earlier report (factory.outputs: a directory we did not write is refused).
     """
     files = render(history, title=title, generated=generated)
     out_dir = out_dir.absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with outputs.replacing(out_dir, outputs.Kind.REPORT, force=force) as staging:
         for rel, data in sorted(files.items()):
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,21 +61,7 @@ def write_report(
         os.chmod(staging, 0o755)
         for sub in staging.rglob("*"):
             os.chmod(sub, 0o755 if sub.is_dir() else 0o644)
-        _swap(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "index.html"
-
-
-def _swap(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    out_dir.rename(old)
-    staging.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["render", "write_report"]
