@@ -29,7 +29,7 @@ class Provenance:
     packages_from: str  # "snapshot.debian.org", "recorded-mirror", "mirror"
     mirror: str | None  # the mirror's URL when not snapshot.debian.org (never a loopback proxy)
     mmdebstrap: str
-    compressor: str  # e.g. "gzip level 3 (isal 1.9.1)"
+    compressor: str  # e.g. "gzip level 4 (deflate 0.9.0)"
 
 
 def iso(ts: Timestamp) -> str:

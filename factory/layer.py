@@ -13,7 +13,9 @@ Nondeterminism removed here, each with its reason:
 from __future__ import annotations
 
 import hashlib
+import mmap
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -33,31 +35,37 @@ class LayerResult:
     entries: int
 
 
-class _HashingSink:
-    """File-like sink for tarfile: hashes the tar, compresses it, hashes and writes the blob."""
+class _SpoolingSink:
+    """File-like sink for tarfile: hashes the canonical tar and spools it to a file.
 
-    def __init__(self, out: BinaryIO, compression: Compression) -> None:
-        self._out = out
-        self._comp = compression.compressor()
+    The tar is spooled rather than compressed on the fly because the gzip compressor
+    (libdeflate) only takes whole buffers; see factory.compress.
+    """
+
+    def __init__(self, spool: BinaryIO) -> None:
+        self._spool = spool
         self.tar_hash = hashlib.sha256()
-        self.blob_hash = hashlib.sha256()
         self.tar_size = 0
-        self.blob_size = 0
 
     def write(self, data: bytes) -> int:
         self.tar_hash.update(data)
         self.tar_size += len(data)
-        self._emit(self._comp.compress(bytes(data)))
+        self._spool.write(data)
         return len(data)
 
-    def _emit(self, chunk: bytes) -> None:
-        if chunk:
-            self.blob_hash.update(chunk)
-            self.blob_size += len(chunk)
-            self._out.write(chunk)
 
-    def close(self) -> None:
-        self._emit(self._comp.flush())
+def _compress_spool(spool: BinaryIO, out: BinaryIO, compression: Compression) -> tuple[str, int]:
+    """Compress the spooled tar into out; the blob's digest and size."""
+    spool.flush()
+    blob_hash = hashlib.sha256()
+    size = 0
+    # An mmap, not a read(): the tar is handed to the compressor without a copy in memory.
+    with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+        for chunk in compression.encode(view):
+            blob_hash.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return "sha256:" + blob_hash.hexdigest(), size
 
 
 def _clean_name(name: str) -> str:
@@ -132,28 +140,41 @@ def _header(m: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
 
 def write_layer(src_tar: Path, out: Path, compression: Compression, epoch: int) -> LayerResult:
     """Read an uncompressed rootfs tar, write the canonical compressed layer blob."""
-    with tarfile.open(src_tar, "r:") as src:
-        plan = plan_entries(src.getmembers())
-        with out.open("wb") as fh:
-            sink = _HashingSink(fh, compression)
-            # Stream mode ("w|") writes through sink.write only; PAX chosen explicitly.
-            dst = tarfile.open(  # noqa: SIM115
-                fileobj=cast(IO[bytes], sink),
-                mode="w|",
-                format=tarfile.PAX_FORMAT,
-                encoding="utf-8",
-                errors="surrogateescape",
-            )
-            with dst:
-                for entry in plan:
-                    entry.header.mtime = min(entry.header.mtime, epoch)
-                    data = src.extractfile(entry.data_from) if entry.data_from else None
-                    dst.addfile(entry.header, data)
-            sink.close()
+    with tarfile.open(src_tar, "r:") as src, out.open("wb") as fh:
+        return write_layer_from(src, fh, compression, epoch, spool_dir=out.parent)
+
+
+def write_layer_from(
+    src: tarfile.TarFile,
+    out: BinaryIO,
+    compression: Compression,
+    epoch: int,
+    spool_dir: Path | None = None,
+) -> LayerResult:
+    """The canonical layer of an open tar, written to out (also used by the self-test)."""
+    plan = plan_entries(src.getmembers())
+    # An unnamed temporary file: nothing is left behind, whatever happens.
+    with tempfile.TemporaryFile(dir=spool_dir) as spool:
+        sink = _SpoolingSink(spool)
+        # Stream mode ("w|") writes through sink.write only; PAX chosen explicitly, and
+        # UTF-8 with surrogateescape so that a name's bytes survive whatever the locale.
+        dst = tarfile.open(  # noqa: SIM115
+            fileobj=cast(IO[bytes], sink),
+            mode="w|",
+            format=tarfile.PAX_FORMAT,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
+        with dst:
+            for entry in plan:
+                entry.header.mtime = min(entry.header.mtime, epoch)
+                data = src.extractfile(entry.data_from) if entry.data_from else None
+                dst.addfile(entry.header, data)
+        digest, size = _compress_spool(spool, out, compression)
     return LayerResult(
-        digest="sha256:" + sink.blob_hash.hexdigest(),
+        digest=digest,
         diff_id="sha256:" + sink.tar_hash.hexdigest(),
-        size=sink.blob_size,
+        size=size,
         uncompressed_size=sink.tar_size,
         entries=len(plan),
     )

@@ -1,6 +1,6 @@
 """Small OCI images with synthetic layers, for the diff tests and benchmark.
 
-Everything is deterministic (fixed mtimes, gzip through isal with MTIME 0, canonical
+Everything is deterministic (fixed mtimes, gzip through libdeflate, canonical
 JSON) so that golden reports can name digests.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import deflate
 import zstandard
 from isal import igzip
 
@@ -48,10 +49,11 @@ TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYM
 
 
 def gz(data: bytes, mtime: int = 0) -> bytes:
-    buf = io.BytesIO()
-    with igzip.IGzipFile(fileobj=buf, mode="wb", mtime=mtime) as f:
-        f.write(data)
-    return buf.getvalue()
+    """gzip through the pinned compressor (libdeflate), so that the golden reports' layer
+    digests are the same on every CPU (isal's are not); MTIME set in the RFC 1952 header."""
+    blob = bytearray(deflate.gzip_compress(data, 6))
+    blob[4:8] = mtime.to_bytes(4, "little")
+    return bytes(blob)
 
 
 def shadow(day: int) -> bytes:

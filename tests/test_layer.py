@@ -128,7 +128,7 @@ def test_hardlink_leader_is_first_in_sort_order() -> None:
 # Golden digests: if one of these changes, every published image changes. That
 # must only happen on purpose (and then the compressor's recorded version changes too).
 GOLDEN = {
-    Compression.GZIP: "sha256:7d178e6d2f04763ecabe786793eb10140c9c2037bdd64cd32ccc6fe28cfb9ce6",
+    Compression.GZIP: "sha256:78d985399ebd8b7682ea9bd00114d43eb435b9957a24d0c792b53a1739dc4463",
     Compression.ZSTD: "sha256:d128c22db2b85d79741e411e32a6b4e4fffcf750a50cff12788f193fb3697339",
 }
 
