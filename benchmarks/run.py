@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["build", "proxy", "publish", "diff", "nightly"]
+ALL = ["build", "compress", "proxy", "publish", "diff", "nightly"]
 
 
 def main(argv: list[str]) -> int:

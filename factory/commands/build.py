@@ -18,6 +18,7 @@ from factory.progress import Progress
 from factory.recipe import Recipe, load_recipe
 from factory.rootfs import mmdebstrap_version
 from factory.runner import output, require_tool
+from factory.selftest import SelfTest, require_selftest
 from factory.snapshot import Timestamp, resolve_pin
 from factory.upstream import UPSTREAMS, ResolvedSource, SourceChoice, resolve
 from factory.verify import Verdict, double_build
@@ -46,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     pin.add_argument("--snapshot", metavar="TS", help="exact snapshot timestamp YYYYMMDDTHHMMSSZ")
     add_source_arguments(p)
+    add_selftest_argument(p)
     p.add_argument(
         "--arch", metavar="ARCH[,ARCH]", help="architectures to build (default: the recipe's list)"
     )
@@ -84,6 +86,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_selftest_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-selftest-mismatch",
+        action="store_true",
+        help="build even if this machine fails the byte-path self-test (its compressor, tar "
+        "writer or JSON encoder gives other bytes than reprobase's known answers): for "
+        "experiments only, the images will not reproduce elsewhere; recorded in the report",
+    )
+
+
+def check_byte_path(args: argparse.Namespace) -> SelfTest:
+    """The known-answer self-test, before anything is built (factory.selftest)."""
+    result = require_selftest(allow_mismatch=args.allow_selftest_mismatch)
+    if result.overridden:
+        print(
+            "warning: byte-path self-test failed ("
+            + ", ".join(result.mismatches)
+            + "): images built here will not reproduce on other machines",
+            file=sys.stderr,
+        )
+    return result
+
+
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "package source (the first that applies: --mirror, --proxy, "
@@ -113,7 +138,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, ...]:
-    names = arch_arg.split(",") if arch_arg else list(recipe.architectures)
+    names = arch_arg.split(",") if arch_arg is not None else list(recipe.architectures)
     # One canonical order (the enum's), so that the index digest does not depend on how
     # the architectures were listed, and per-arch builds merge into the same index.
     order = list(Architecture)
@@ -156,6 +181,12 @@ def source_choice(args: argparse.Namespace) -> SourceChoice:
 def run(args: argparse.Namespace) -> int:
     if args.push and args.once:
         raise UserError("--push needs the verifying second build", hint="drop --once")
+    if args.push and args.allow_selftest_mismatch:
+        raise UserError(
+            "--allow-selftest-mismatch is for experiments: its images are never pushed",
+            hint="drop --push, or build on a machine that passes the self-test",
+        )
+    byte_path = check_byte_path(args)
     require_tool("mmdebstrap")
     recipe = load_recipe(args.image)
     pin = resolve_pin(args.date, args.snapshot)
@@ -164,6 +195,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.once:  # where a mismatch's evidence goes
         evidence = output.with_name(output.name + ".mismatch")
         outputs.check(evidence, outputs.Kind.MISMATCH, force=args.force)
+    # Everything else is refused now too, not after the proxy started or the double build.
+    select_arches(recipe, args.arch)
+    source_choice(args).validate()
+    if args.push:
+        check_push_targets(args.push, recipe)
     progress = Progress()
     progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
     with resolve(source_choice(args), pin, Path(output).parent) as src:
@@ -173,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
             req, output, once=args.once, progress=progress, meter=meter, force=args.force
         )
     result = summary(verdict, req, output, progress)
+    result["compressor_selftest"] = byte_path.to_json()
     if args.push and verdict.reproducible:
         result["pushed"] = push_all(args.push, output, req, verdict, progress)
     print_human(result, verdict)
@@ -200,6 +237,15 @@ def summary(
         }
     )
     return out
+
+
+def check_push_targets(refs: list[str], recipe: Recipe) -> None:
+    """Every --push reference parses, and its registry answers and lets us push."""
+    from factory.registry import check_push_access_sync, parse_reference
+
+    for text in refs:
+        parse_reference(text, default_tag=recipe.tag)
+    check_push_access_sync(refs)
 
 
 def push_all(

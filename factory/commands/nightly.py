@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from factory import outputs
-from factory.nightly import NightlyResult, run_nightly
+from factory.nightly import NightlyResult, run_nightly, validate_night
 from factory.nightlyconfig import load_config
+from factory.selftest import require_selftest
 from factory.snapshot import resolve_pin
 
 HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
@@ -71,13 +72,16 @@ def print_summary(result: NightlyResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A night that would publish images nobody else can reproduce is refused up front.
+    require_selftest()
     cfg = load_config(args.config or default_config())
     pin = resolve_pin(args.date, None)
-    arches = args.arch.split(",") if args.arch else None
+    arches = args.arch.split(",") if args.arch is not None else None
     if args.output_layout and len(args.only or []) != 1:
         from factory.errors import UserError
 
         raise UserError("--output-layout needs exactly one --only IMAGE")
+    validate_night(cfg, args.only or (), arches, args.output_layout)
     if args.output_layout:
         outputs.check(
             args.output_layout, outputs.Kind.LAYOUT, force=args.force, flag="--output-layout"

@@ -6,7 +6,12 @@ import argparse
 import json
 import sys
 
-from factory.commands.build import add_source_arguments, source_choice
+from factory.commands.build import (
+    add_selftest_argument,
+    add_source_arguments,
+    check_byte_path,
+    source_choice,
+)
 from factory.progress import Progress
 from factory.reproduce import reproduce
 
@@ -24,10 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("reference", metavar="REF", help="image to reproduce")
     add_source_arguments(p)
+    add_selftest_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
 def run(args: argparse.Namespace) -> int:
+    byte_path = check_byte_path(args)
     result = reproduce(args.reference, source_choice(args), Progress())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -35,5 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if not result.identical and result.diff_summary:
         print(result.diff_summary)
     if args.json:
-        print(json.dumps(result.to_json(), sort_keys=True))
+        print(
+            json.dumps(
+                {**result.to_json(), "compressor_selftest": byte_path.to_json()}, sort_keys=True
+            )
+        )
     return 0 if result.identical else 1
