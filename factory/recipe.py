@@ -15,8 +15,8 @@ from typing import Any
 from factory.arch import Architecture
 from factory.canonical import canonical_json, sha256_digest
 from factory.errors import UserError
+from factory.recipebook import RecipeBook, split_ref
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 KNOWN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable")
 VARIANTS = (
     "extract",
@@ -160,30 +160,41 @@ def recipe_from_dict(data: dict[str, Any], src: str) -> Recipe:
     )
 
 
-def recipe_path(image: str, images_dir: Path = IMAGES_DIR) -> Path:
+def _book(book: RecipeBook | Path | None) -> RecipeBook:
+    if isinstance(book, Path):
+        return RecipeBook.of(book)
+    return RecipeBook.resolve() if book is None else book
+
+
+def recipe_path(image: str, book: RecipeBook | Path | None = None) -> Path:
+    """The file of recipe NAME:TAG, the first found along the search path (recipebook),
+    or the .toml path given."""
     if image.endswith(".toml"):
         return Path(image)
-    if ":" not in image or "/" in image:
+    found = _book(book)
+    ref = split_ref(image)
+    if ref is None:
         raise UserError(
             f"bad image name {image!r}",
-            hint=f"use NAME:TAG such as debian:bookworm (see {available(images_dir)})",
+            hint=f"use NAME:TAG such as debian:bookworm (see {available(found)})",
         )
-    name, tag = image.split(":", 1)
-    return images_dir / name / f"{tag}.toml"
-
-
-def available(images_dir: Path = IMAGES_DIR) -> str:
-    names = sorted(f"{p.parent.name}:{p.stem}" for p in images_dir.glob("*/*.toml"))
-    return ", ".join(names) or "no recipes"
-
-
-def load_recipe(image: str, images_dir: Path = IMAGES_DIR) -> Recipe:
-    path = recipe_path(image, images_dir)
-    if not path.is_file():
+    path = found.find(*ref)
+    if path is None:
         raise UserError(
-            f"no recipe for {image!r} ({path} not found)",
-            hint=f"available: {available(images_dir)}",
+            f"no recipe for {image!r} in {found.describe()}",
+            hint=f"available: {available(found)}; add a directory with --recipes DIR",
         )
+    return path
+
+
+def available(book: RecipeBook | Path | None = None) -> str:
+    return ", ".join(_book(book).names()) or "no recipes"
+
+
+def load_recipe(image: str, book: RecipeBook | Path | None = None) -> Recipe:
+    path = recipe_path(image, book)
+    if not path.is_file():
+        raise UserError(f"no recipe {path}", hint="give a path to a recipe .toml file")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

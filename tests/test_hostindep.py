@@ -23,7 +23,7 @@ import pytest
 from factory import selftest
 from factory.aptsources import system_debian_mirror
 from factory.errors import UserError
-from tests.build_fixtures import TEST_SNAPSHOT, ROOT
+from tests.build_fixtures import ROOT, TEST_SNAPSHOT
 
 GOLDEN = json.loads((ROOT / "tests/golden/byte-path.json").read_text())
 PROBE = ROOT / "tests/hostprobe.py"
@@ -58,7 +58,7 @@ def test_goldens_natively() -> None:
 
 
 def test_known_answers_shipped_are_the_goldens() -> None:
-    assert selftest.KNOWN_ANSWERS == GOLDEN["answers"]
+    assert GOLDEN["answers"] == selftest.KNOWN_ANSWERS
     assert selftest.run_selftest().passed
 
 
@@ -98,13 +98,11 @@ def test_control_cpu_models_change_what_a_dispatching_compressor_emits() -> None
     """Without this, passing goldens under qemu could mean qemu changed nothing: ISA-L
     (which picks kernels by CPUID) gives other bytes on the baseline and the AVX2 model,
     and the self-test's 192 KiB sample is enough to show it."""
-    digests = {
-        cpu: subprocess.run(
-            [_need(QEMU), "-cpu", cpu, sys.executable, "-c", ISAL_PROBE, str(ROOT)],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        for cpu in ("qemu64", "Haswell-v4")
-    }
+    digests = {}
+    for cpu in ("qemu64", "Haswell-v4"):
+        argv = [_need(QEMU), "-cpu", cpu, sys.executable, "-c", ISAL_PROBE, str(ROOT)]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+        digests[cpu] = proc.stdout.strip()
     assert len(set(digests.values())) == 2, digests
 
 
