@@ -139,3 +139,23 @@ def test_golden_layer_digest(tmp_path: Path, comp: Compression) -> None:
     r = write_layer(tmp_path / "a.tar", tmp_path / "layer", comp, EPOCH)
     assert r.diff_id == "sha256:3667deb5b700aa2f37028c0d1a25995560000a87f4155c212eb51bc9b15b7959"
     assert r.digest == GOLDEN[comp]
+
+
+@pytest.mark.parametrize("comp", list(Compression))
+def test_layer_writer_leaves_nothing_but_the_blob(tmp_path: Path, comp: Compression) -> None:
+    """The canonical tar is spooled to an unnamed temporary file beside the output."""
+    make_rootfs_tar(tmp_path / "a.tar")
+    out = tmp_path / "blobs"
+    out.mkdir()
+    r = write_layer(tmp_path / "a.tar", out / "layer", comp, EPOCH)
+    assert sorted(p.name for p in out.iterdir()) == ["layer"]
+    assert (out / "layer").stat().st_size == r.size
+    raw = (out / "layer").read_bytes()
+    tar = gzip.decompress(raw) if comp is Compression.GZIP else zstandard_decompress(raw)
+    assert len(tar) == r.uncompressed_size
+
+
+def zstandard_decompress(blob: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read()

@@ -4,7 +4,8 @@ import pytest
 
 from factory.cli import main
 from factory.errors import UserError
-from factory.recipe import IMAGES_DIR, load_recipe
+from factory.recipe import load_recipe
+from factory.shipped import images_dir
 
 REQUIRED = ["debian:bookworm", "debian:bookworm-slim", "debian:trixie", "debian:trixie-slim"]
 
@@ -93,7 +94,7 @@ def test_unknown_image_lists_available(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_images_dir_layout() -> None:
-    assert sorted(p.name for p in (IMAGES_DIR / "debian").glob("*.toml")) == [
+    assert sorted(p.name for p in (images_dir() / "debian").glob("*.toml")) == [
         "bookworm-slim.toml",
         "bookworm.toml",
         "trixie-slim.toml",

@@ -7,16 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from factory import outputs
+from factory import outputs, shipped
 from factory.nightly import NightlyResult, run_nightly, validate_night
 from factory.nightlyconfig import load_config
 from factory.selftest import require_selftest
 from factory.snapshot import resolve_pin
 
 HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
-REPO_CONFIG = Path(__file__).resolve().parent.parent.parent / "schedules" / "nightly.toml"
-EPILOG = f"""\
-config: --config FILE, else /etc/reprobase/nightly.toml, else {REPO_CONFIG}
+EPILOG = """\
+config: --config FILE, else /etc/reprobase/nightly.toml, else the shipped nightly.toml
   (the local default: snapshot.debian.org through the cache proxy, or the machine's
   Debian mirror recorded by the proxy when snapshot cannot be reached, published to a
   local OCI store). schedules/publish.toml is the strict configuration for scheduled
@@ -51,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def default_config() -> Path:
     etc = Path("/etc/reprobase/nightly.toml")
-    return etc if etc.is_file() else REPO_CONFIG
+    return etc if etc.is_file() else shipped.schedule("nightly.toml")
 
 
 def print_summary(result: NightlyResult) -> None:
