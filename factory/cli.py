@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("factory.commands.report", "write the reproducibility dashboard"),
     "schedule": ("factory.commands.schedule", "install the nightly schedule (systemd, cron)"),
     "proxy": ("cache_proxy.cli", "run the verifying cache proxy for snapshot.debian.org"),
+    "images": ("factory.commands.images", "list the recipes reprobase knows and where they are"),
 }
 
 

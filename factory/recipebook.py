@@ -83,7 +83,7 @@ class RecipeBook:
         seen: set[str] = set()
         found = []
         for d in self.dirs:
-            for p in sorted(d.path.glob("*/*.toml")):
+            for p in sorted(d.path.glob("*/*.toml"), key=lambda p: (p.parent.name, p.stem)):
                 ref = f"{p.parent.name}:{p.stem}"
                 if not (_PART.fullmatch(p.parent.name) and _PART.fullmatch(p.stem)):
                     continue

@@ -11,11 +11,13 @@ from typing import Any
 from factory import outputs, publishing
 from factory.arch import Architecture
 from factory.build import BuildRequest
+from factory.commands.images import add_recipes_argument
 from factory.compress import Compression
 from factory.errors import UserError
 from factory.image import Provenance
 from factory.progress import Progress
 from factory.recipe import Recipe, load_recipe
+from factory.recipebook import RecipeBook
 from factory.rootfs import mmdebstrap_version
 from factory.runner import output, require_tool
 from factory.selftest import SelfTest, require_selftest
@@ -39,8 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "image",
         metavar="IMAGE",
-        help="recipe name NAME:TAG (images/NAME/TAG.toml) or a path to a recipe .toml",
+        help="recipe name NAME:TAG (see `reprobase images`) or a path to a recipe .toml",
     )
+    add_recipes_argument(p)
     pin = p.add_mutually_exclusive_group()
     pin.add_argument(
         "--date", metavar="YYYY-MM-DD", help="pin midnight UTC of this day (default: today, UTC)"
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         )
     byte_path = check_byte_path(args)
     require_tool("mmdebstrap")
-    recipe = load_recipe(args.image)
+    recipe = load_recipe(args.image, RecipeBook.resolve(args.recipes))
     pin = resolve_pin(args.date, args.snapshot)
     output = args.output or Path("out") / f"{recipe.name}-{recipe.tag}"
     outputs.check(output, outputs.Kind.LAYOUT, force=args.force)
