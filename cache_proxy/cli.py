@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
+import socket
 from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -151,7 +153,14 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             max_size = parse_size(raw_size)
         except ValueError as exc:
             raise UserError(str(exc), hint="give --max-size as bytes or with K/M/G/T") from exc
+    if max_size is not None and max_size <= 0:
+        raise UserError(f"--max-size {raw_size} leaves no room for the cache", hint="e.g. 20G")
+    _check_ranges(args)
     access = args.access_log or _env("ACCESS_LOG") or "-"
+    if access not in ("-", "none"):
+        _check_file_dir("--access-log", Path(access))
+    if args.port_file is not None:
+        _check_file_dir("--port-file", args.port_file)
     workers = args.workers
     if workers is None:
         raw = _env("WORKERS")
@@ -185,6 +194,54 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         ) from exc
 
 
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Numbers that would make the proxy hang, spin or never fetch are refused."""
+    checks = (
+        ("--per-host-connections", args.per_host_connections, 1, "at least 1"),
+        ("--retries", args.retries, 1, "at least 1 (one attempt, no retry)"),
+        ("--backoff", args.backoff, 0, "0 or more seconds"),
+        ("--volatile-hours", args.volatile_hours, 0, "0 or more hours"),
+    )
+    for flag, value, least, what in checks:
+        if value < least:
+            raise UserError(f"{flag} {value} is out of range", hint=f"give {what}")
+    if not args.read_timeout > 0:
+        raise UserError(
+            f"--read-timeout {args.read_timeout} is out of range", hint="give more than 0 seconds"
+        )
+
+
+def _check_file_dir(flag: str, path: Path) -> None:
+    """A file the proxy writes once running: its directory must exist and be writable."""
+    parent = path.absolute().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or path.is_dir():
+        raise UserError(
+            f"cannot write {flag} {path}: {parent} is not a writable directory"
+            if not path.is_dir()
+            else f"cannot write {flag} {path}: it is a directory",
+            hint="give a file in a writable directory",
+        )
+
+
+def _check_address(host: str) -> None:
+    """The --listen host must be an address of this machine: bind to it on a free port."""
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+        family, kind, proto, _name, addr = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(addr)
+    except (OSError, IndexError) as exc:
+        reason = (
+            "this machine has no such address"
+            if getattr(exc, "errno", None) == errno.EADDRNOTAVAIL
+            else str(getattr(exc, "strerror", None) or exc)
+        )
+        raise UserError(
+            f"cannot listen on {host}: {reason}",
+            hint="give an address of this machine, e.g. --listen 127.0.0.1:3142",
+        ) from None
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """uvloop when installed (about a third more warm hits per second), else asyncio's loop.
 
@@ -204,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     from cache_proxy.server import serve_forever
 
     config = config_from_args(args)
+    _check_address(config.host)  # before the cache directory is created
     try:
         config.cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,11 +271,21 @@ def run(args: argparse.Namespace) -> int:
         ) from exc
     try:
         run_loop(serve_forever(config))
+    except socket.gaierror as exc:
+        raise UserError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            hint="give an address of this machine, e.g. --listen 127.0.0.1:3142",
+        ) from None
     except OSError as exc:
-        if exc.errno in (98, 13):  # EADDRINUSE, EACCES
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
             raise UserError(
                 f"cannot listen on {config.host}:{config.port}: {exc.strerror}",
                 hint="choose another --listen port, or 0 for any free one",
-            ) from exc
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise UserError(
+                f"cannot listen on {config.host}:{config.port}: this machine has no such address",
+                hint="give an address of this machine, e.g. --listen 127.0.0.1:3142",
+            ) from None
         raise
     return 0

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
 from factory import __version__
 from factory.errors import UserError
@@ -33,6 +34,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (hint: see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class Command(Protocol):
     HELP: str
 
@@ -52,7 +61,7 @@ def _load(name: str) -> Command | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="reprobase",
         description="Build bit-for-bit reproducible Debian base images pinned to "
         "snapshot.debian.org, verify them by building twice, publish them, and run "
@@ -60,7 +69,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reprobase {__version__}")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (_module, summary) in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=summary)  # listed in --help, not imported
@@ -115,11 +124,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(exc.render(), file=sys.stderr)
+        fail(args, exc)
+        return 2
+    except OSError as exc:  # a file system refusal nobody turned into a UserError
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(args, UserError(f"cannot use{where}: {exc.strerror or exc}", hint="check the path"))
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def fail(args: argparse.Namespace, exc: UserError) -> None:
+    """The one error line on stderr; with --json also an error object on stdout."""
+    print(exc.render().replace("\n", " "), file=sys.stderr)
+    if getattr(args, "json", False):
+        doc = {"ok": False, "error": exc.message, "hint": exc.hint}
+        print(json.dumps(doc, sort_keys=True), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 
 class UserError(Exception):
     """A mistake the user can fix (bad input, missing tool, refused timestamp)."""
@@ -17,12 +20,39 @@ class UserError(Exception):
         return f"error: {self.message}"
 
 
+def meaningful_lines(argv: list[str], stderr: str, count: int = 3) -> list[str]:
+    """The tool's own last words: its last non-empty stderr lines, without any line that
+    repeats our command line (mmdebstrap echoes it) or only says that it failed."""
+    ours = (" ".join(argv), shlex.join(argv))
+    lines = []
+    for raw in stderr.splitlines():
+        line = " ".join(raw.split())
+        if (
+            not line
+            or any(o in raw for o in ours)
+            or (len(argv) > 2 and argv[1] in line and argv[-1] in line)
+        ):
+            continue
+        lines.append(line)
+    generic = [ln for ln in lines if not ln.lower().endswith(("failed to run", "failed"))]
+    return (generic or lines)[-count:]
+
+
+def shorten(text: str, limit: int = 400) -> str:
+    """At most limit characters, cut between words."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
+
+
 class ToolFailed(UserError):
     """An external tool exited non-zero; carries the tail of its stderr."""
 
     def __init__(self, argv: list[str], returncode: int, stderr_tail: str) -> None:
+        tool = Path(argv[0]).name
+        said = " | ".join(meaningful_lines(argv, stderr_tail)) or "(no error output)"
         super().__init__(
-            f"{argv[0]} failed with exit code {returncode}: {stderr_tail.strip()[-800:]}",
+            f"{tool} failed with exit code {returncode}: {shorten(said)}",
             hint="run again with --debug to see the full command and its output",
         )
         self.argv = argv

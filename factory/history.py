@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,29 +136,67 @@ _COLUMNS: Final = (
 )
 
 
+def _refuse_foreign(path: Path) -> None:
+    """A file that is not SQLite at all is refused before sqlite3 touches it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise UserError(f"history {path} is a directory", hint="pass the sqlite file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read history {path}: {exc.strerror or exc}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise UserError(
+            f"{path} is not a reprobase history (not an SQLite file)",
+            hint="pass the history the nightly writes, e.g. --history history.sqlite",
+        )
+
+
 class History:
     """The sqlite history file; also a context manager that closes it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """readonly: only read (the report); the file is never created or changed."""
         self.path = path
         self._lock = threading.Lock()
+        _refuse_foreign(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection, usable from worker threads (the nightly may record from an
-            # executor); the lock keeps each transaction whole.
-            self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+            if readonly:
+                uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # One connection, usable from worker threads (the nightly may record from
+                # an executor); the lock keeps each transaction whole.
+                self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(
                 f"cannot open history {path}: {exc}",
                 hint="pass --history FILE in a writable directory",
             ) from exc
         try:
-            self._setup()
+            self._check_tables()
+            if not readonly:
+                self._setup()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise UserError(
                 f"{path} is not a reprobase history: {exc}", hint="pass another --history FILE"
             ) from exc
+
+    def _check_tables(self) -> None:
+        """An SQLite file with tables but not ours is someone else's: never add to it."""
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        tables = {r[0] for r in rows}
+        if tables and not {"schema_version", "results"} <= tables:
+            self._db.close()
+            raise UserError(
+                f"{self.path} is an SQLite file but not a reprobase history "
+                f"(its tables: {', '.join(sorted(tables)[:5])})",
+                hint="pass the history the nightly writes, e.g. --history history.sqlite",
+            )
 
     def _setup(self) -> None:
         db = self._db

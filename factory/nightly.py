@@ -248,6 +248,44 @@ def reverify(night: Night, image: str) -> None:
                 ))  # fmt: skip
 
 
+def validate_night(
+    cfg: NightlyConfig,
+    only: Sequence[str],
+    arches: Sequence[str] | None,
+    output_layout: Path | None,
+) -> None:
+    """Everything a night will need, refused before the first build (and before a failed
+    night is written to the history): images, architectures, publish targets."""
+    images = [i for i in cfg.images if not only or i in only] or list(only)
+    if arches is not None and not [a for a in arches if a.strip()]:
+        raise UserError("--arch names no architecture", hint="e.g. --arch amd64")
+    for name in [*(arches or ()), *(cfg.architectures or ())]:
+        Architecture.parse(name.strip())
+    recipes = [load_recipe(image) for image in images]
+    if output_layout is not None:
+        return
+    from factory.registry import check_push_access_sync, parse_reference
+
+    refs: list[str] = []
+    for target in cfg.publish:
+        for recipe in recipes:
+            if target.is_store:
+                store_dir = target.store_dir(recipe.name)
+                if store_dir.exists() and not store_dir.is_dir():
+                    raise UserError(f"{cfg.source}: publish target {target.spec}: not a directory")
+                continue
+            try:
+                ref = parse_reference(f"{target.repository(recipe.name)}:{recipe.tag}")
+            except UserError as exc:
+                raise UserError(
+                    f"{cfg.source}: publish target {target.spec!r}: {exc.message}",
+                    hint="a registry namespace such as 127.0.0.1:5000/reprobase or oci:DIR",
+                ) from None
+            refs.append(str(ref))
+    if refs:
+        check_push_access_sync(refs)
+
+
 @dataclass
 class NightlyResult:
     run_id: str

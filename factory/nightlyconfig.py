@@ -14,6 +14,7 @@ _TYPES: dict[str, type] = {
     "images": list, "architectures": list, "upstream": str, "publish": list, "reverify": int,
     "history": str, "report": str, "cache_dir": str, "proxy": str,
 }  # fmt: skip
+NIGHTLY_KEYS = frozenset(_TYPES)  # every key [nightly] may have (the report reads two)
 
 
 @dataclass(frozen=True)

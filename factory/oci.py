@@ -175,8 +175,11 @@ def copy_blob(src: Path, desc: Descriptor, dst: Path) -> None:
         return
     path = verify_blob(src, desc)
     tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
+    try:
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # no .tmp left behind when the copy fails
 
 
 def sha256_file(path: Path) -> str:
@@ -237,3 +240,24 @@ def iter_manifests(
             yield from iter_manifests(layout, read_json_blob(layout, desc.digest))
         elif desc.media_type in (MT_MANIFEST, DOCKER_MANIFEST):
             yield desc, read_json_blob(layout, desc.digest)
+
+
+def reachable(layout: Path, top: Descriptor) -> list[Descriptor]:
+    """Every descriptor an image needs, top first: indexes, manifests, configs, layers."""
+    out: dict[str, Descriptor] = {}
+
+    def walk(desc: Descriptor) -> None:
+        if desc.digest in out:
+            return
+        out[desc.digest] = desc
+        if desc.media_type in (MT_INDEX, DOCKER_LIST):
+            for child in read_json_blob(layout, desc.digest).get("manifests", []):
+                walk(Descriptor.from_json(child))
+        elif desc.media_type in (MT_MANIFEST, DOCKER_MANIFEST):
+            man = read_json_blob(layout, desc.digest)
+            for child in [man.get("config"), *man.get("layers", [])]:
+                if isinstance(child, dict):
+                    walk(Descriptor.from_json(child))
+
+    walk(top)
+    return list(out.values())

@@ -196,7 +196,11 @@ def load_recipe(image: str, book: RecipeBook | Path | None = None) -> Recipe:
     if not path.is_file():
         raise UserError(f"no recipe {path}", hint="give a path to a recipe .toml file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (a recipe is UTF-8 TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     return recipe_from_dict(data, str(path))

@@ -87,9 +87,10 @@ def source_for(spec: RebuildSpec, choice: SourceChoice) -> SourceChoice:
 def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Reproduction:
     work = Path(tempfile.mkdtemp(prefix="reprobase-reproduce-", dir="/var/tmp"))
     try:
-        with progress.stage(f"reading {reference}"):
-            layout, tag = fetch(reference, work)
-            spec = read_spec(layout, tag)
+        # Refuse bad flags and read the image before saying anything: one line on error.
+        choice.validate()
+        layout, tag = fetch(reference, work)
+        spec = read_spec(layout, tag)
         progress.say(
             f"{spec.recipe.ref} @ {spec.pin} for {', '.join(a.debian for a in spec.arches)}: "
             f"rebuilding from {spec.packages_from}"

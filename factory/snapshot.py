@@ -17,6 +17,9 @@ SNAPSHOT_BASE = "http://snapshot.debian.org/archive/"
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
 _TS_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# snapshot.debian.org's first import: an earlier pin names no snapshot, and a build
+# "pinned" to it would hold today's packages under a false label.
+FIRST_SNAPSHOT = dt.datetime(2005, 3, 12, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -76,18 +79,34 @@ def today_utc(now: dt.datetime | None = None) -> Timestamp:
 def resolve_pin(
     date: str | None, snapshot: str | None, now: dt.datetime | None = None
 ) -> Timestamp:
-    """--date or --snapshot (not both), default today's midnight UTC; future refused."""
-    if date and snapshot:
+    """--date or --snapshot (not both), default today's midnight UTC; a pin before the
+    first snapshot or in the future is refused. An empty value is a mistake, not "today"."""
+    if date is not None and snapshot is not None:
         raise UserError("--date and --snapshot are exclusive", hint="give only one of them")
-    ts = Timestamp.parse(snapshot) if snapshot else Timestamp.from_date(date) if date else None
-    ts = ts or today_utc(now)
+    if snapshot is not None:
+        ts = Timestamp.parse(snapshot)
+    elif date is not None:
+        ts = Timestamp.from_date(date)
+    else:
+        ts = today_utc(now)
+    check_pin(ts, now)
+    return ts
+
+
+def check_pin(ts: Timestamp, now: dt.datetime | None = None) -> None:
+    """Refuse a pin no snapshot can answer truly: before the first import, or not yet."""
     now = now or dt.datetime.now(dt.UTC)
     if ts.when > now:
         raise UserError(
             f"snapshot {ts} is in the future: it does not exist yet and would not be stable",
             hint=f"use a date up to {now:%Y-%m-%d}",
         )
-    return ts
+    if ts.when < FIRST_SNAPSHOT:
+        raise UserError(
+            f"snapshot {ts} is before snapshot.debian.org's first import "
+            f"({FIRST_SNAPSHOT:%Y-%m-%d}): no archive state can be pinned then",
+            hint=f"use a date from {FIRST_SNAPSHOT:%Y-%m-%d} on",
+        )
 
 
 def snapshot_url(archive: str, ts: Timestamp) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,12 +67,8 @@ def publish(layout: Path, store: Path, tags: list[str]) -> oci.Descriptor:
     top = top_descriptor(layout)
     with _locked(store):
         oci.init_layout(store)
-        for blob in sorted((layout / "blobs" / "sha256").iterdir()):
-            dst = store / "blobs" / "sha256" / blob.name
-            if not dst.exists():
-                tmp = dst.with_name(dst.name + ".tmp")
-                shutil.copyfile(blob, tmp)
-                os.replace(tmp, dst)
+        for desc in oci.reachable(layout, top):
+            oci.copy_blob(layout, desc, store)  # checked: a corrupt blob is never published
         _write_entries(store, _retagged(_entries(store), top, tags))
     return top
 

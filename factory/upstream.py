@@ -38,6 +38,58 @@ class SourceChoice:
     upstream: str = "auto"
     cache_dir: Path | None = None
 
+    def validate(self) -> None:
+        """Refuse impossible combinations and malformed URLs or paths, before any build."""
+        for flag, url in (
+            ("--mirror", self.mirror),
+            ("--security-mirror", self.security_mirror),
+            ("--proxy", self.proxy),
+        ):
+            if url is not None:
+                check_http_url(flag, url)
+        if self.upstream not in UPSTREAMS:
+            raise UserError(
+                f"unknown --upstream {self.upstream!r}", hint="use auto, snapshot or record"
+            )
+        if self.mirror and self.proxy:
+            raise UserError(
+                "--mirror and --proxy are exclusive",
+                hint="point --mirror at the proxy, or use --proxy alone",
+            )
+        if self.security_mirror and not self.mirror:
+            raise UserError(
+                "--security-mirror needs --mirror",
+                hint="the proxy and snapshot.debian.org bring their own security archive",
+            )
+        if self.proxy and self.upstream == "auto":
+            raise UserError(
+                "--proxy needs --upstream snapshot or --upstream record",
+                hint="say what the proxy serves, so the image records it",
+            )
+        if not self.mirror and not self.proxy:
+            check_cache_dir(self.cache_dir or default_cache_dir())
+
+
+def check_http_url(flag: str, url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise UserError(
+            f"{flag} {url!r} is not an http(s) URL",
+            hint=f"e.g. {flag} http://MIRROR/debian (a URI from /etc/apt/sources.list)",
+        )
+
+
+def check_cache_dir(path: Path) -> None:
+    """The proxy's store must be a directory we can create or write."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot use --cache-dir {path}: {existing} is not a writable directory",
+            hint="pass --cache-dir DIR on a writable file system",
+        )
+
 
 @dataclass(frozen=True)
 class ResolvedSource:
@@ -111,6 +163,7 @@ def choose_upstream(upstream: str) -> tuple[str, bool]:
 
 @contextlib.contextmanager
 def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[ResolvedSource]:
+    choice.validate()
     if choice.mirror:
         if choice.proxy:
             raise UserError(
@@ -135,6 +188,7 @@ def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[Res
         )
         return
     base, record = choose_upstream(choice.upstream)
+    log_dir.mkdir(parents=True, exist_ok=True)
     cfg = proxyctl.ProxyConfig(
         choice.cache_dir or default_cache_dir(), base, record, log_dir / "proxy.log"
     )

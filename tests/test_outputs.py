@@ -213,12 +213,16 @@ def test_empty_dir_and_absent_paths_are_fine(tmp_path: Path) -> None:
     "make",
     [
         lambda p: p.write_text("x"),
-        lambda p: (p.mkdir(), (p / "oci-layout").write_text("{}"), (p / "index.json").write_text(
-            json.dumps({"manifests": []})
-        )),
-        lambda p: (p.mkdir(), (p / "index.html").write_text("<p>"), (p / "results.json").write_text(
-            "{}"
-        )),
+        lambda p: (
+            p.mkdir(),
+            (p / "oci-layout").write_text("{}"),
+            (p / "index.json").write_text(json.dumps({"manifests": []})),
+        ),
+        lambda p: (
+            p.mkdir(),
+            (p / "index.html").write_text("<p>"),
+            (p / "results.json").write_text("{}"),
+        ),
         lambda p: os.symlink("/etc", p),
     ],
     ids=["file", "empty-foreign-layout", "foreign-report", "symlink"],

@@ -303,20 +303,35 @@ def test_install_writes_units_for_this_installation(tmp_path: Path) -> None:
     assert sorted(p.name for p in prefix.iterdir()) == [units.SERVICE_NAME, units.TIMER_NAME]
 
 
+MINIMAL_CONFIG = '[nightly]\nimages = ["debian:bookworm"]\n'
+
+
+def test_dry_run_refuses_enabling_where_systemd_is_not_running(tmp_path: Path) -> None:
+    state = run([tool("systemctl", "systemd"), "is-system-running"]).stdout.strip()
+    if state != "offline":
+        pytest.skip(f"systemd is {state} here")
+    config = tmp_path / "c.toml"
+    config.write_text(MINIMAL_CONFIG)
+    proc = run([str(REPROBASE), "schedule", "install", "--systemd", "--dry-run",
+                "--prefix", str(tmp_path / "u"), "--config", str(config)])  # fmt: skip
+    assert proc.returncode == 2 and "systemd is not running" in proc.stderr
+
+
 def test_install_output_and_dry_run(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     prefix = tmp_path / "units"
     base = [str(REPROBASE), "schedule", "install", "--systemd", "--prefix", str(prefix)]
     proc = run([*base, "--config", str(config), "--dry-run"])
+    assert proc.returncode == 2  # a dry run refuses what the real run would refuse
+    assert "does not exist" in proc.stderr
+    config.write_text(MINIMAL_CONFIG)
+    proc = run([*base, "--config", str(config), "--dry-run", "--no-enable"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         f"would write {prefix / units.SERVICE_NAME}",
         f"would write {prefix / units.TIMER_NAME}",
-        "would run systemctl daemon-reload",
-        "would run systemctl enable --now reprobase-nightly.timer",
     ]
     assert not prefix.exists()
-    config.write_text("[nightly]\n")
     proc = run([*base, "--config", str(config), "--no-enable"])
     assert proc.stdout.splitlines() == [
         f"write {prefix / units.SERVICE_NAME}",
@@ -326,7 +341,7 @@ def test_install_output_and_dry_run(tmp_path: Path) -> None:
 
 def test_install_cron(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text("[nightly]\n")
+    config.write_text(MINIMAL_CONFIG)
     proc = run(
         [str(REPROBASE), "schedule", "install", "--cron", "--prefix", str(tmp_path / "cron.d"),
          "--config", str(config)]
@@ -365,7 +380,7 @@ def test_enable_without_systemd_is_refused(tmp_path: Path) -> None:
     if state != "offline":
         pytest.skip(f"systemd is {state} here: not enabling a real timer from a test")
     config = tmp_path / "c.toml"
-    config.write_text("[nightly]\n")
+    config.write_text(MINIMAL_CONFIG)
     prefix = tmp_path / "units"
     proc = run(
         [str(REPROBASE), "schedule", "install", "--systemd", "--prefix", str(prefix),

@@ -8,6 +8,7 @@ import sys
 
 from factory.diffing import diff_images
 from factory.diffing.collect import DEFAULT_LIMIT
+from factory.errors import UserError
 
 HELP = (
     "explain why two images differ: index, manifests, configs, then layers file by file "
@@ -17,7 +18,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", metavar="A", help="first image")
+    parser.add_argument("a", metavar="A", help="first image (LAYOUT, LAYOUT:TAG, FILE.tar or REF)")
     parser.add_argument("b", metavar="B", help="second image")
     parser.add_argument(
         "--semantic",
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit} is negative", hint="give 0 or more")
     report = diff_images(
         args.a,
         args.b,

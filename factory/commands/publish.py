@@ -12,8 +12,8 @@ from factory.errors import UserError
 from factory.oci import ANN_REF_NAME, read_index
 from factory.registry.archive import write_archive
 from factory.registry.auth import ENV_AUTH_FILE, ENV_PASSWORD, ENV_USER
-from factory.registry.push import push_layout_sync
-from factory.registry.reference import INSECURE_ENV
+from factory.registry.push import check_tags, push_layout_sync
+from factory.registry.reference import INSECURE_ENV, parse_reference
 
 HELP = "push an OCI image layout to registries, or write a tar for docker/podman load"
 
@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     refs: list[str] = list(args.refs)
     if not refs and args.output_archive is None:
         raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")
+    check_tags(args.tag)  # before the archive and before any push: never half done
+    for ref in refs:  # a bad reference is refused before anything is written
+        parse_reference(ref, default_tag=None)
     summary: dict[str, object] = {}
     if args.output_archive is not None:
         kind, flag = outputs.Kind.ARCHIVE, "--output-archive"

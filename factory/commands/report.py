@@ -13,6 +13,7 @@ from pathlib import Path
 from factory import outputs
 from factory.errors import UserError
 from factory.history import History
+from factory.nightlyconfig import NIGHTLY_KEYS
 from factory.report import write_report
 
 HELP = "write the static HTML dashboard and results.json from the nightly history"
@@ -81,6 +82,13 @@ def config_paths(config: Path) -> tuple[Path | None, Path | None]:
     table = data.get("nightly")
     if not isinstance(table, dict):
         raise UserError(f"{config} has no [nightly] table", hint="see schedules/nightly.toml")
+    unknown = sorted(set(table) - NIGHTLY_KEYS)
+    if unknown:  # the same file drives the nightly, which refuses these too
+        raise UserError(
+            f"{config}: field 'nightly.{unknown[0]}': unknown key "
+            f"(known: {', '.join(sorted(NIGHTLY_KEYS))})",
+            hint="fix the spelling",
+        )
     found: list[Path | None] = []
     for key in ("history", "report"):
         value = table.get(key)
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             f"no history at {paths.history}",
             hint="run 'reprobase nightly' first, or pass --history FILE",
         )
-    with History(paths.history) as history:
+    with History(paths.history, readonly=True) as history:
         index = write_report(history, paths.output, title=args.title, force=args.force)
         records = len(history.records())
         images = len(history.images())

@@ -1,6 +1,7 @@
 """Resolving a command-line argument to a blob store, in one documented order:
 
-1. an existing directory: an OCI image layout (oci-layout + index.json);
+1. an existing directory: an OCI image layout (oci-layout + index.json), or
+   LAYOUT:TAG for the image of that tag in a layout (a store with many tags);
 2. an existing file: a tar archive, compressed or not — an OCI archive (index.json +
    oci-layout inside) or a `docker save` archive (manifest.json inside);
 3. anything else that looks like an image reference: pulled through the publishing
@@ -46,6 +47,11 @@ def resolve(spec: str, stack: ExitStack) -> BlobStore:
         return open_archive(path, spec, stack)
     if path.exists():
         raise UserError(f"{spec}: neither a directory nor a file")
+    base, sep, tag = spec.rpartition(":")
+    if sep and tag and "/" not in tag and Path(base).is_dir():  # LAYOUT:TAG
+        store = LayoutStore(Path(base), spec, tag)
+        store.index()
+        return store
     if (
         spec.startswith(("/", ".", "~"))
         or spec.endswith((".tar", ".tar.gz", ".tgz"))

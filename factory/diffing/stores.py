@@ -47,12 +47,26 @@ def parse_json(label: str, what: str, data: bytes) -> dict[str, Any]:
 class LayoutStore:
     """An OCI image layout directory (image-layout.md), through factory.oci."""
 
-    def __init__(self, path: Path, label: str) -> None:
+    def __init__(self, path: Path, label: str, tag: str | None = None) -> None:
         self.path = path
         self.label = label
+        self.tag = tag  # LAYOUT:TAG: only the image index.json names so
 
     def index(self) -> dict[str, Any]:
-        return oci.read_index(self.path)
+        index = oci.read_index(self.path)
+        if self.tag is None:
+            return index
+        entries = [
+            e
+            for e in index.get("manifests", [])
+            if (e.get("annotations") or {}).get(oci.ANN_REF_NAME) == self.tag
+        ]
+        if not entries:
+            raise UserError(
+                f"{self.path}: no image tagged {self.tag!r}",
+                hint="the tags are the org.opencontainers.image.ref.name of index.json's entries",
+            )
+        return {**index, "manifests": entries}
 
     def read_json(self, digest: str) -> dict[str, Any]:
         return oci.read_json_blob(self.path, digest)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from factory.registry.archive import write_archive
 from factory.registry.pull import pull_to_layout, pull_to_layout_sync
-from factory.registry.push import PushResult, push_layout, push_layout_sync
+from factory.registry.push import (
+    PushResult,
+    check_push_access_sync,
+    check_tags,
+    push_layout,
+    push_layout_sync,
+)
 from factory.registry.reference import Reference, parse_reference
 from factory.registry.referrers import (
     attach_referrer,
@@ -24,6 +30,8 @@ __all__ = [
     "Reference",
     "attach_referrer",
     "attach_referrer_sync",
+    "check_push_access_sync",
+    "check_tags",
     "fallback_tag",
     "list_referrers",
     "parse_reference",

@@ -156,6 +156,15 @@ class Repository:
         resp.release()
         return self.s.location(resp)
 
+    async def probe_push(self) -> None:
+        """Prove push access before a long build: start an upload session and cancel it
+        (distribution spec §Pushing blobs; nothing is stored)."""
+
+        async def op() -> None:
+            await self._cancel(await self._start_upload())
+
+        await self.s.retry(op)
+
     async def upload_bytes(self, digest: str, data: bytes) -> None:
         """Small blobs (artifact payloads): POST then PUT with the bytes."""
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import UserError
-from factory.oci import Descriptor, blob_path
+from factory.oci import Descriptor, verify_blob
 from factory.registry.client import Registries, Repository
 from factory.registry.errors import first_error
 from factory.registry.layout import PushPlan, plan_push
-from factory.registry.reference import Reference, parse_reference
+from factory.registry.reference import TAG_RE, Reference, parse_reference
 from factory.registry.session import ClientConfig
 
 log = logging.getLogger("reprobase.registry")
@@ -97,12 +97,9 @@ async def _push_blob(
             tally.mounted += 1
             progress(f"{ref.repository}: blob {short} mounted from {source}")
         else:
-            path = blob_path(layout, desc.digest)
-            size = path.stat().st_size
-            if size != desc.size:
-                raise UserError(
-                    f"{layout}: blob {desc.digest} has {size} bytes, its descriptor: {desc.size}"
-                )
+            # size and digest checked here, so a corrupt layout is an error naming the blob
+            path = await asyncio.to_thread(verify_blob, layout, desc)
+            size = desc.size
             await repo.upload_blob(desc.digest, path, size)
             tally.uploaded += 1
             tally.bytes += size
@@ -182,6 +179,30 @@ async def _unwrap(coro: Any) -> None:
         raise first_error(group) from None
 
 
+def check_tags(tags: Sequence[str]) -> None:
+    """Refuse a bad tag before anything is pushed: a failure must never move a tag."""
+    for tag in tags:
+        if not TAG_RE.match(tag):
+            raise UserError(
+                f"invalid tag {tag!r}",
+                hint="a tag is up to 128 letters, digits, '_', '.' and '-', not starting "
+                "with '.' or '-'",
+            )
+
+
+async def check_push_access(refs: Sequence[str], config: ClientConfig | None = None) -> None:
+    """Every reference parses, and its registry answers and lets us push (a probe upload
+    session, cancelled): asked before the build, not after it."""
+    parsed = [parse_reference(r, default_tag=None) for r in refs]
+    async with Registries(config) as regs:
+        for ref in parsed:
+            await regs.repo(ref).probe_push()
+
+
+def check_push_access_sync(refs: Sequence[str], config: ClientConfig | None = None) -> None:
+    asyncio.run(check_push_access(refs, config))
+
+
 async def push_layout(
     layout: Path,
     refs: Sequence[str],
@@ -196,6 +217,7 @@ async def push_layout(
             "no destination reference given", hint="e.g. 127.0.0.1:5000/debian:bookworm"
         )
     parsed = [parse_reference(r, default_tag=None) for r in refs]
+    check_tags(tags)
     names = [n for r in parsed for n in (r.tag, str(r)) if n] + list(tags)
     plan = await asyncio.to_thread(plan_push, Path(layout), names)
     return await push_plan(plan, Path(layout), parsed, tags, progress, config)

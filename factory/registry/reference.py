@@ -23,7 +23,7 @@ INSECURE_ENV = "REPROBASE_INSECURE_REGISTRIES"
 # distribution/reference regexp.go, simplified to what the grammar accepts.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -38,7 +38,7 @@ class Reference:
     def __post_init__(self) -> None:
         if not _REPO_RE.match(self.repository):
             raise UserError(f"invalid repository name {self.repository!r}")
-        if self.tag is not None and not _TAG_RE.match(self.tag):
+        if self.tag is not None and not TAG_RE.match(self.tag):
             raise UserError(f"invalid tag {self.tag!r}")
         if self.digest is not None and not _DIGEST_RE.match(self.digest):
             raise UserError(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from factory.commands.schedule import install, units
 from factory.errors import UserError
+from factory.nightlyconfig import load_config
 
 HELP = "install or show the nightly schedule (systemd timer or cron entry)"
 
@@ -101,14 +102,19 @@ def run_install(args: argparse.Namespace) -> int:
     if not (args.systemd or args.cron):
         raise UserError("say what to install", hint="pass --systemd or --cron")
     paths = _paths(args.config)
-    if not paths.config.is_file() and not args.dry_run:
+    # A dry run checks what the real run checks: it must not promise what would be refused.
+    if not paths.config.is_file():
         raise UserError(
             f"config {paths.config} does not exist",
             hint=f"copy schedules/publish.toml to {units.DEFAULT_CONFIG} and edit it, "
             "or pass --config FILE",
         )
+    load_config(paths.config)  # a schedule of a config the nightly refuses would fail nightly
     actions = plan(args, paths)
-    if args.systemd and not args.no_enable and not args.dry_run:
+    for action in actions:
+        if isinstance(action, install.WriteFile):
+            install.check_writable_dir(action.path.parent, probe=not args.dry_run)
+    if args.systemd and not args.no_enable:
         install.check_systemd_running()
     prefix = "would " if args.dry_run else ""
     for line in install.apply(actions, dry_run=args.dry_run):

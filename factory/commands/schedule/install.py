@@ -62,6 +62,27 @@ def check_systemd_running() -> None:
         )
 
 
+def check_writable_dir(directory: Path, *, probe: bool) -> None:
+    """--prefix must be (or become) a directory we can write; probe: prove it by creating
+    and removing a temporary directory in its nearest existing ancestor."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"cannot write into {directory}: {existing} is not a directory",
+            hint="pass --prefix DIR naming a directory",
+        )
+    if probe:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
+        except OSError as exc:
+            raise UserError(
+                f"cannot write into {directory}: {exc.strerror or exc}",
+                hint="run as root, or pass --prefix DIR",
+            ) from None
+
+
 def apply(actions: list[Action], *, dry_run: bool) -> list[str]:
     """Carry out (or, with dry_run, only describe) the actions; return what was done."""
     done = []
@@ -69,9 +90,9 @@ def apply(actions: list[Action], *, dry_run: bool) -> list[str]:
         if not dry_run:
             try:
                 action.apply()
-            except PermissionError as exc:
+            except OSError as exc:
                 raise UserError(
-                    f"cannot {action.describe()}: {exc.strerror}",
+                    f"cannot {action.describe()}: {exc.strerror or exc}",
                     hint="run as root, or pass --prefix DIR",
                 ) from exc
         done.append(action.describe())

@@ -1,0 +1,111 @@
+"""No harm from any input: the bad-input table (tests/bad_inputs.py) and its neighbours.
+
+Every case must end with exit 2, exactly one `error: ...` line on stderr, no traceback,
+nothing changed on disk, and with --json an error object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from factory.canonical import sha256_digest
+from factory.cli import main
+from factory.errors import ToolFailed, UserError
+from factory.registry import push_layout_sync
+from tests.bad_inputs import CASES, measure, run_case
+from tests.registry_fixtures import (
+    Registry,
+    layout,
+    make_layout,
+    registry,
+    skopeo_raw,
+    unique_repo,
+)
+
+__all__ = ["layout", "registry"]
+
+
+@pytest.mark.slow
+def test_every_bad_input_is_one_clean_line() -> None:
+    outcomes = measure(Path(__file__).resolve().parent.parent, jobs=min(4, os.cpu_count() or 2))
+    bad = [
+        f"{o.case.id}: {o.verdict} (exit {o.returncode}, changed {list(o.changed)[:3]}): "
+        f"{o.stderr.strip()[-300:]!r}"
+        for o in outcomes
+        if o.verdict != "clean"
+    ]
+    assert len(outcomes) == len(CASES) >= 100
+    assert not bad, "\n".join(bad)
+
+
+def test_the_table_has_every_subcommand() -> None:
+    commands = {c.argv[0] for c in CASES}
+    for name in ("build", "verify", "diff", "publish", "merge", "reproduce", "nightly",
+                 "report", "schedule", "proxy"):  # fmt: skip
+        assert name in commands, name
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case_id", ["build-date-1990", "publish-bad-tag", "cli-unknown-flag"])
+def test_one_case_quickly(case_id: str, tmp_path: Path) -> None:
+    """A few table rows in the fast suite (the whole table is marked slow)."""
+    case = next(c for c in CASES if c.id == case_id)
+    outcome = run_case(case, tmp_path)
+    assert outcome.verdict == "clean", (outcome.returncode, outcome.stderr, outcome.changed)
+
+
+def test_json_error_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["report", "--history", str(tmp_path / "none.sqlite"), "--json"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["error"].startswith("no history at")
+    assert err.startswith("error: no history at") and err.count("\n") == 1
+
+
+def test_a_failed_tool_says_its_own_words_not_our_argv() -> None:
+    argv = ["/usr/bin/mmdebstrap", "--variant=minbase", "bookworm", "/tmp/x.tar", "deb http://m/"]
+    stderr = "\n".join([
+        "I: chroot architecture amd64 is equal to the host's architecture",
+        "I: running apt-get update...",
+        "E: Failed to fetch http://m/dists/bookworm/InRelease  Could not resolve 'm'",
+        "E: apt-get update failed",
+        "E: mmdebstrap failed to run",
+        " ".join(argv),
+    ])  # fmt: skip
+    exc = ToolFailed(argv, 1, stderr)
+    line = exc.render()
+    assert "\n" not in line
+    assert line.startswith("error: mmdebstrap failed with exit code 1: ")
+    assert "Could not resolve 'm'" in line and "/tmp/x.tar" not in line
+    assert "failed to run" not in line  # says nothing the exit code did not
+    long = ToolFailed(["tool"], 2, "word " * 400)
+    assert long.message.endswith("word …")  # cut between words, not mid-word
+
+
+def test_publish_bad_tag_moves_no_tag(
+    registry: Registry, layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique_repo()
+    first = push_layout_sync(layout, [registry.ref(repo, "bookworm")])
+    other = tmp_path / "other-layout"
+    make_layout(other, seed=7)  # another image: pushing it would move the tag
+    argv = ["publish", str(other), registry.ref(repo, "bookworm"), "--tag", "bad tag"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid tag 'bad tag'") and err.count("\n") == 1
+    assert sha256_digest(skopeo_raw(registry.ref(repo, "bookworm"))) == first.digest
+
+
+def test_push_target_is_probed_before_the_build(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from factory.registry import check_push_access_sync
+
+    check_push_access_sync([registry.ref(unique_repo(), "x")])  # reachable and writable
+    with pytest.raises(UserError, match="cannot reach registry"):
+        check_push_access_sync(["127.0.0.1:1/x/y:z"])
