@@ -28,6 +28,7 @@ from cache_proxy.config import (
     parse_listen,
     parse_size,
 )
+from cache_proxy.paths import proxy_cache_dir
 from factory.errors import UserError
 
 HELP: Final = (
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         type=Path,
         default=None,
-        help="where blobs and the index live (default ~/.cache/reprobase/proxy)",
+        help="where blobs and the index live (default: /var/cache/reprobase/proxy as root, "
+        "else $XDG_CACHE_HOME/reprobase/proxy, ~/.cache; see `reprobase paths`)",
     )
     parser.add_argument(
         "--upstream",
@@ -139,12 +141,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise UserError(str(exc), hint="use --listen HOST:PORT, e.g. 127.0.0.1:3142") from exc
-    env_dir = _env("CACHE_DIR")
-    cache_dir = args.cache_dir or (Path(env_dir) if env_dir else None)
-    if cache_dir is None:
-        cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
-            "reprobase/proxy"
-        )
+    cache_dir = args.cache_dir or proxy_cache_dir()  # $REPROBASE_PROXY_CACHE_DIR, else default
     ups = args.upstream or ((_env("UPSTREAM") or "").split() or [DEFAULT_UPSTREAM])
     max_size = None
     raw_size = args.max_size or _env("MAX_SIZE")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("factory.commands.schedule", "install the nightly schedule (systemd, cron)"),
     "proxy": ("cache_proxy.cli", "run the verifying cache proxy for snapshot.debian.org"),
     "images": ("factory.commands.images", "list the recipes reprobase knows and where they are"),
+    "paths": ("factory.commands.paths", "print the default paths in use (cache, history, ...)"),
 }
 
 

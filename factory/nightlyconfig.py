@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import UserError
+from factory.paths import Paths
 from factory.upstream import UPSTREAMS
 
 _TYPES: dict[str, type] = {
@@ -85,16 +86,16 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
     if table.get("reverify", 0) < 0:
         raise _field(src, "reverify", "must be >= 0")
     arches = table.get("architectures")
-    state = Path("/var/lib/reprobase")
+    defaults = Paths.for_user()  # a key left out means the same path as everywhere else
     return NightlyConfig(
         images=_strings(src, "images", table["images"]),
         architectures=_strings(src, "architectures", arches) if arches is not None else None,
         upstream=upstream,
         publish=tuple(Target(t) for t in _strings(src, "publish", table.get("publish", []))),
         reverify=int(table.get("reverify", 0)),
-        history=Path(table.get("history", state / "history.sqlite")),
-        report=Path(table.get("report", state / "report")),
-        cache_dir=Path(table.get("cache_dir", "/var/cache/reprobase/proxy")),
+        history=Path(table.get("history", defaults.history)),
+        report=Path(table.get("report", defaults.report)),
+        cache_dir=Path(table.get("cache_dir", defaults.proxy_cache)),
         source=src,
         proxy=table.get("proxy"),
     )

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cache_proxy.paths import proxy_cache_dir
 from factory import proxyctl
 from factory.aptsources import system_debian_mirror
 from factory.errors import UserError
@@ -100,10 +101,8 @@ class ResolvedSource:
 
 
 def default_cache_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/cache/reprobase/proxy")
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "reprobase" / "proxy"
+    """The same store `reprobase proxy` uses by default (cache_proxy.paths)."""
+    return proxy_cache_dir()
 
 
 def is_loopback_url(url: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 from factory.canonical import canonical_json
 from factory.commands.report import config_paths, default_paths
 from factory.errors import UserError
+from factory.paths import Paths
 from factory.history import History, ResultRecord
 from factory.report import fmt, render, write_report
 from factory.report.model import Counts, build, slugs
@@ -363,15 +364,15 @@ def test_config_paths_errors(tmp_path: Path) -> None:
 
 
 def test_default_paths() -> None:
-    root = default_paths(root=True, home=Path("/root"), cwd=Path("/x"))
+    root = default_paths(Paths.for_user(euid=0))
     assert (root.history, root.output) == (
         Path("/var/lib/reprobase/history.sqlite"),
         Path("/var/lib/reprobase/report"),
     )
-    user = default_paths(root=False, home=Path("/home/u"), cwd=Path("/w"))
-    assert (user.history, user.output) == (
+    user = default_paths(Paths.for_user(euid=1000, environ={}, home=Path("/home/u")))
+    assert (user.history, user.output) == (  # where a user's nightly writes them
         Path("/home/u/.local/share/reprobase/history.sqlite"),
-        Path("/w/report"),
+        Path("/home/u/.local/share/reprobase/report"),
     )
 
 

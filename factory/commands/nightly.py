@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from factory import outputs, shipped
+from factory.paths import Paths
 from factory.nightly import NightlyResult, run_nightly, validate_night
 from factory.nightlyconfig import load_config
 from factory.selftest import require_selftest
@@ -15,7 +16,8 @@ from factory.snapshot import resolve_pin
 
 HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
 EPILOG = """\
-config: --config FILE, else /etc/reprobase/nightly.toml, else the shipped nightly.toml
+config: --config FILE, else $XDG_CONFIG_HOME/reprobase/nightly.toml (not as root), else
+  /etc/reprobase/nightly.toml, else the shipped nightly.toml (see `reprobase paths`)
   (the local default: snapshot.debian.org through the cache proxy, or the machine's
   Debian mirror recorded by the proxy when snapshot cannot be reached, published to a
   local OCI store). schedules/publish.toml is the strict configuration for scheduled
@@ -49,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_config() -> Path:
-    etc = Path("/etc/reprobase/nightly.toml")
-    return etc if etc.is_file() else shipped.schedule("nightly.toml")
+    found = [p for p in Paths.for_user().nightly_configs if p.is_file()]
+    return found[0] if found else shipped.schedule("nightly.toml")
 
 
 def print_summary(result: NightlyResult) -> None:

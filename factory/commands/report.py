@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory import outputs
+from factory import paths as defaults
 from factory.errors import UserError
 from factory.history import History
 from factory.nightlyconfig import NIGHTLY_KEYS
@@ -22,8 +22,9 @@ EPILOG = """\
 Each path is resolved in this order: the flag, then the [nightly] table of
 --config (keys "history" and "report"), then the default:
   history  /var/lib/reprobase/history.sqlite as root,
-           else ~/.local/share/reprobase/history.sqlite
-  output   /var/lib/reprobase/report as root, else ./report
+           else $XDG_DATA_HOME/reprobase/history.sqlite (~/.local/share)
+  output   /var/lib/reprobase/report as root, else $XDG_DATA_HOME/reprobase/report
+  (where `reprobase nightly` writes them by default; see `reprobase paths`)
 
 The page is self-contained (inline CSS and SVG, no script) and works offline;
 the same history always gives the same bytes.
@@ -59,10 +60,9 @@ class Paths:
     output: Path
 
 
-def default_paths(*, root: bool, home: Path, cwd: Path) -> Paths:
-    if root:
-        return Paths(Path("/var/lib/reprobase/history.sqlite"), Path("/var/lib/reprobase/report"))
-    return Paths(home / ".local/share/reprobase/history.sqlite", cwd / "report")
+def default_paths(where: defaults.Paths) -> Paths:
+    """The nightly's own defaults (factory.paths): report reads what nightly wrote."""
+    return Paths(where.history, where.report)
 
 
 def config_paths(config: Path) -> tuple[Path | None, Path | None]:
@@ -100,7 +100,7 @@ def config_paths(config: Path) -> tuple[Path | None, Path | None]:
 
 def resolve_paths(args: argparse.Namespace) -> Paths:
     """Flag, then config file, then the default for this user."""
-    default = default_paths(root=os.geteuid() == 0, home=Path.home(), cwd=Path.cwd())
+    default = default_paths(defaults.Paths.for_user())
     from_config: tuple[Path | None, Path | None] = (None, None)
     if args.config is not None:
         from_config = config_paths(args.config)

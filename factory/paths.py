@@ -1,0 +1,67 @@
+"""Every default path of reprobase, decided here (``reprobase paths`` prints them).
+
+The base directories follow one rule, ``cache_proxy.paths.BaseDirs`` (root: FHS,
+/var/cache and /var/lib; others: XDG); this module names what lives in them. A flag,
+an environment variable or a config file key still wins over these defaults; each
+command documents its order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cache_proxy.paths import BaseDirs
+
+
+@dataclass(frozen=True)
+class Paths:
+    base: BaseDirs
+
+    @classmethod
+    def for_user(
+        cls,
+        euid: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        home: Path | None = None,
+    ) -> Paths:
+        return cls(BaseDirs.for_user(euid, environ, home))
+
+    @property
+    def proxy_cache(self) -> Path:
+        return self.base.proxy_cache
+
+    @property
+    def history(self) -> Path:
+        return self.base.data / "history.sqlite"
+
+    @property
+    def report(self) -> Path:
+        return self.base.data / "report"
+
+    @property
+    def store(self) -> Path:
+        """The local OCI store (one layout per image name) a nightly may publish to."""
+        return self.base.data / "store"
+
+    @property
+    def nightly_configs(self) -> tuple[Path, ...]:
+        """Where `reprobase nightly` looks for its config before the shipped one."""
+        system = Path("/etc/reprobase/nightly.toml")
+        own = self.base.config / "nightly.toml"
+        return (system,) if own == system else (own, system)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheme": self.base.scheme.value,
+            "cache": str(self.base.cache),
+            "data": str(self.base.data),
+            "config": str(self.base.config),
+            "proxy_cache": str(self.proxy_cache),
+            "history": str(self.history),
+            "report": str(self.report),
+            "store": str(self.store),
+            "nightly_configs": [str(p) for p in self.nightly_configs],
+        }
