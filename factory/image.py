@@ -19,6 +19,7 @@ from factory.recipe import Recipe
 from factory.snapshot import Timestamp, snapshot_url
 
 LABEL_PREFIX = "org.reprobase."
+NO_SECURITY = "none"  # --security-mirror none: a mirror build without security updates
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -30,6 +31,27 @@ class Provenance:
     mirror: str | None  # the mirror's URL when not snapshot.debian.org (never a loopback proxy)
     mmdebstrap: str
     compressor: str  # e.g. "gzip level 4 (deflate 0.9.0)"
+    # mirror builds only: the security archive used, or NO_SECURITY (said in the image)
+    security_mirror: str | None = None
+
+    def pin_statement(self) -> str:
+        """What the packages really came from, in words (the description says it)."""
+        if self.packages_from == "mirror":
+            sec = (
+                "without the security archive: security updates are missing"
+                if self.security_mirror in (None, NO_SECURITY)
+                else f"with the security archive {self.security_mirror}"
+            )
+            return (
+                f"packages from the Debian mirror {self.mirror or '(unnamed)'} as it was at "
+                f"build time, {sec}; not pinned to snapshot.debian.org"
+            )
+        if self.packages_from == "recorded-mirror":
+            return (
+                f"packages from the Debian mirror {self.mirror or '(unnamed)'}, recorded by "
+                "the reprobase proxy under the snapshot timestamp; not snapshot.debian.org"
+            )
+        return "packages pinned to snapshot.debian.org"
 
 
 def iso(ts: Timestamp) -> str:
@@ -51,7 +73,7 @@ def rebuild_command(
     if prov.packages_from == "recorded-mirror":
         argv += ["--upstream", "record"]
     elif prov.packages_from == "mirror" and prov.mirror:
-        argv += ["--mirror", prov.mirror]
+        argv += ["--mirror", prov.mirror, "--security-mirror", prov.security_mirror or NO_SECURITY]
     return shlex.join(argv)
 
 
@@ -76,6 +98,13 @@ def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict
     }
     if prov.mirror:
         ann[LABEL_PREFIX + "mirror"] = prov.mirror
+    if prov.packages_from != "snapshot.debian.org":
+        # Say what the packages really came from: never "snapshot.debian.org" for a mirror.
+        ann["org.opencontainers.image.description"] += f" ({prov.pin_statement()})"
+        if prov.mirror:
+            ann["org.opencontainers.image.source"] = prov.mirror
+    if prov.packages_from == "mirror":
+        ann[LABEL_PREFIX + "security-mirror"] = prov.security_mirror or NO_SECURITY
     return ann
 
 

@@ -70,6 +70,11 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def url_status(url: str, timeout: float = 5.0) -> int:
+    """The HTTP status of a GET of url (0: no answer)."""
+    return _get(url, timeout=timeout)[0]
+
+
 def healthy(url: str) -> bool:
     return _get(url.rstrip("/") + "/healthz", timeout=2.0)[0] == 200
 

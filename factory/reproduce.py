@@ -80,7 +80,8 @@ def source_for(spec: RebuildSpec, choice: SourceChoice) -> SourceChoice:
     if spec.packages_from == "recorded-mirror":
         return SourceChoice(upstream="record", cache_dir=choice.cache_dir)
     if spec.packages_from == "mirror" and spec.mirror:
-        return SourceChoice(mirror=spec.mirror)
+        # an image from before the security label had none: rebuild it the same way
+        return SourceChoice(mirror=spec.mirror, security_mirror=spec.security_mirror or "none")
     return SourceChoice(upstream="snapshot", cache_dir=choice.cache_dir)
 
 
@@ -99,7 +100,11 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
             comp = Compression.parse(spec.recipe.compression)
             # The provenance is the image's own: the rebuild must describe itself identically.
             prov = Provenance(
-                spec.packages_from, spec.mirror, mmdebstrap_version(), comp.describe()
+                spec.packages_from,
+                spec.mirror,
+                mmdebstrap_version(),
+                comp.describe(),
+                src.security_mirror,
             )
             req = BuildRequest(spec.recipe, spec.arches, spec.pin, src.apt, prov)
             rebuilt = build(req, env_a(work / "env"), work / "rebuilt", progress)

@@ -27,6 +27,7 @@ class RebuildSpec:
     arches: tuple[Architecture, ...]
     packages_from: str
     mirror: str | None
+    security_mirror: str | None  # mirror builds: the security archive, or "none"
     index_digest: str  # the digest a rebuild must reproduce
     versions: dict[str, str]  # tool versions the image was built with
 
@@ -90,6 +91,7 @@ def read_spec(layout: Path, tag: str | None = None) -> RebuildSpec:
         arches=arches,
         packages_from=ann.get(LABEL_PREFIX + "packages-from", "snapshot.debian.org"),
         mirror=ann.get(LABEL_PREFIX + "mirror"),
+        security_mirror=ann.get(LABEL_PREFIX + "security-mirror"),
         index_digest=top.digest,
         versions={
             "reprobase": ann.get(LABEL_PREFIX + "version", ""),

@@ -24,6 +24,7 @@ from cache_proxy.paths import proxy_cache_dir
 from factory import proxyctl
 from factory.aptsources import system_debian_mirror
 from factory.errors import UserError
+from factory.image import NO_SECURITY
 from factory.rootfs import AptSource
 from factory.snapshot import Timestamp
 
@@ -46,7 +47,7 @@ class SourceChoice:
             ("--security-mirror", self.security_mirror),
             ("--proxy", self.proxy),
         ):
-            if url is not None:
+            if url is not None and not (flag == "--security-mirror" and url == NO_SECURITY):
                 check_http_url(flag, url)
         if self.upstream not in UPSTREAMS:
             raise UserError(
@@ -98,6 +99,7 @@ class ResolvedSource:
     packages_from: str  # snapshot.debian.org | recorded-mirror | mirror
     mirror: str | None  # recorded in the image (never a loopback address)
     proxy: proxyctl.ProxyHandle | None
+    security_mirror: str | None = None  # mirror builds: the security archive, or "none"
 
 
 def default_cache_dir() -> Path:
@@ -124,6 +126,20 @@ def public_url(url: str | None) -> str | None:
     if parts.port:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def security_beside(mirror_url: str) -> str | None:
+    """The security archive next to a mirror (.../debian -> .../debian-security), if it
+    answers; None when there is none (the image then says it has no security updates)."""
+    u = mirror_url.rstrip("/")
+    if not u.endswith("/debian"):
+        return None
+    candidate = u + "-security/"
+    if candidate.startswith("file:"):
+        path = Path(urllib.parse.urlsplit(candidate).path) / "dists"
+        return candidate if path.is_dir() else None
+    status = proxyctl.url_status(candidate + "dists/")
+    return candidate if 200 <= status < 400 else None
 
 
 def mirror_base(mirror_url: str) -> str:
@@ -169,8 +185,17 @@ def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[Res
                 "--mirror and --proxy are exclusive",
                 hint="point --mirror at the proxy, or use --proxy alone",
             )
-        apt = AptSource.mirror(choice.mirror, choice.security_mirror)
-        yield ResolvedSource(apt, "mirror", public_url(choice.mirror), None)
+        security = choice.security_mirror or security_beside(choice.mirror)
+        if security is None:
+            log.warning(
+                "warning: no security archive beside %s: the image will lack security "
+                "updates, and says so (give --security-mirror URL, or --security-mirror none)",
+                choice.mirror,
+            )
+            security = NO_SECURITY
+        apt = AptSource.mirror(choice.mirror, None if security == NO_SECURITY else security)
+        recorded = security if security == NO_SECURITY else public_url(security)
+        yield ResolvedSource(apt, "mirror", public_url(choice.mirror), None, recorded)
         return
     if choice.proxy:
         if choice.upstream == "auto":

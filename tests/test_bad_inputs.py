@@ -15,6 +15,7 @@ import pytest
 from factory.canonical import sha256_digest
 from factory.cli import main
 from factory.errors import ToolFailed, UserError
+from factory.image import Provenance
 from factory.registry import push_layout_sync
 from tests.bad_inputs import CASES, measure, run_case
 from tests.registry_fixtures import (
@@ -109,3 +110,61 @@ def test_push_target_is_probed_before_the_build(
     check_push_access_sync([registry.ref(unique_repo(), "x")])  # reachable and writable
     with pytest.raises(UserError, match="cannot reach registry"):
         check_push_access_sync(["127.0.0.1:1/x/y:z"])
+
+
+# --- pins that are true --------------------------------------------------------------
+
+
+def _ann(prov: Provenance) -> dict[str, str]:
+    from factory.image import common_annotations
+    from factory.recipe import recipe_from_dict
+    from factory.snapshot import Timestamp
+
+    recipe = recipe_from_dict(
+        {"name": "debian", "tag": "bookworm", "suite": "bookworm", "architectures": ["amd64"]},
+        "test",
+    )
+    return common_annotations(recipe, Timestamp.parse("20261129T000000Z"), prov)
+
+
+def test_a_mirror_build_says_what_its_packages_came_from() -> None:
+    snap = _ann(Provenance("snapshot.debian.org", None, "1.3.5", "gzip"))
+    assert "snapshot.debian.org" in snap["org.opencontainers.image.source"]
+    assert "org.reprobase.security-mirror" not in snap  # snapshot images are unchanged
+    none = _ann(Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none"))
+    assert none["org.opencontainers.image.source"] == "http://m.example/debian/"
+    assert "not pinned to snapshot.debian.org" in none["org.opencontainers.image.description"]
+    assert "security updates are missing" in none["org.opencontainers.image.description"]
+    assert none["org.reprobase.security-mirror"] == "none"
+    sec = "http://m.example/debian-security/"
+    both = _ann(Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", sec))
+    assert both["org.reprobase.security-mirror"] == sec
+    assert f"with the security archive {sec}" in both["org.opencontainers.image.description"]
+    rec = _ann(Provenance("recorded-mirror", "http://m.example/", "1.3.5", "gzip"))
+    assert "recorded by the reprobase proxy" in rec["org.opencontainers.image.description"]
+    assert "snapshot.debian.org" not in rec["org.opencontainers.image.source"]
+
+
+def test_the_security_archive_beside_a_mirror(tmp_path: Path) -> None:
+    from factory.upstream import security_beside
+
+    (tmp_path / "debian" / "dists").mkdir(parents=True)
+    assert security_beside(f"file://{tmp_path}/debian/") is None  # none there: said loudly
+    (tmp_path / "debian-security" / "dists").mkdir(parents=True)
+    assert security_beside(f"file://{tmp_path}/debian") == f"file://{tmp_path}/debian-security/"
+    assert security_beside("http://m.example/ubuntu/") is None  # not a .../debian mirror
+
+
+def test_rebuild_command_names_the_security_archive() -> None:
+    from factory.arch import Architecture
+    from factory.image import rebuild_command
+    from factory.recipe import recipe_from_dict
+    from factory.snapshot import Timestamp
+
+    recipe = recipe_from_dict(
+        {"name": "debian", "tag": "bookworm", "suite": "bookworm", "architectures": ["amd64"]},
+        "test",
+    )
+    prov = Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none")
+    cmd = rebuild_command(recipe, Timestamp.parse("20261129T000000Z"), [Architecture.AMD64], prov)
+    assert cmd.endswith("--mirror http://m.example/debian/ --security-mirror none")

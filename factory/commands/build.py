@@ -122,7 +122,12 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="build from this plain Debian archive (the directory holding dists/ and pool/)",
     )
-    g.add_argument("--security-mirror", metavar="URL", help="with --mirror: the security archive")
+    g.add_argument(
+        "--security-mirror",
+        metavar="URL",
+        help="with --mirror: the security archive (default: URL-security beside a .../debian "
+        "mirror when it answers; 'none' builds without security updates, and the image says so)",
+    )
     g.add_argument("--proxy", metavar="URL", help="use this running reprobase cache proxy")
     g.add_argument(
         "--upstream",
@@ -171,7 +176,9 @@ def request_for(
     if args.compression:
         recipe = Recipe(**{**recipe.__dict__, "compression": args.compression})
     comp = Compression.parse(recipe.compression)
-    prov = Provenance(src.packages_from, src.mirror, mmdebstrap_version(), comp.describe())
+    prov = Provenance(
+        src.packages_from, src.mirror, mmdebstrap_version(), comp.describe(), src.security_mirror
+    )
     return BuildRequest(recipe, select_arches(recipe, args.arch), pin, src.apt, prov)
 
 
