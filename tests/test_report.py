@@ -15,8 +15,8 @@ import pytest
 from factory.canonical import canonical_json
 from factory.commands.report import config_paths, default_paths
 from factory.errors import UserError
-from factory.paths import Paths
 from factory.history import History, ResultRecord
+from factory.paths import Paths
 from factory.report import fmt, render, write_report
 from factory.report.model import Counts, build, slugs
 from factory.report.pkgdiff import PackageChange, diff_packages

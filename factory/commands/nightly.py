@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from factory import outputs, shipped
-from factory.paths import Paths
 from factory.nightly import NightlyResult, run_nightly, validate_night
 from factory.nightlyconfig import load_config
+from factory.paths import Paths
 from factory.selftest import require_selftest
 from factory.snapshot import resolve_pin
 
