@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
 import os
 import socket
-from collections.abc import Coroutine
+import sys
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
+from cache_proxy import __version__
 from cache_proxy.config import (
     DEFAULT_PORT,
     DEFAULT_UPSTREAM,
@@ -28,8 +31,8 @@ from cache_proxy.config import (
     parse_listen,
     parse_size,
 )
+from cache_proxy.errors import UserError
 from cache_proxy.paths import proxy_cache_dir
-from factory.errors import UserError
 
 HELP: Final = (
     "Run the verifying, snapshot-aware cache proxy for snapshot.debian.org "
@@ -286,3 +289,51 @@ def run(args: argparse.Namespace) -> int:
             ) from None
         raise
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, as with `reprobase proxy` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (hint: see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser(prog: str = "reprobase-proxy") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=HELP)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "reprobase-proxy") -> int:
+    """`reprobase-proxy` and `python -m cache_proxy`: the proxy alone, without the factory.
+
+    Same flags, one-line errors, --debug and exit codes as `reprobase proxy`.
+    """
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s" if args.debug else "%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return run(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(exc.render().replace("\n", " "), file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system refusal nobody turned into a UserError
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"error: cannot use{where}: {exc.strerror or exc} (hint: check the path)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nightly": ("factory.commands.nightly", "build, verify and publish every configured image"),
     "report": ("factory.commands.report", "write the reproducibility dashboard"),
     "schedule": ("factory.commands.schedule", "install the nightly schedule (systemd, cron)"),
-    "proxy": ("cache_proxy.cli", "run the verifying cache proxy for snapshot.debian.org"),
+    "proxy": ("factory.commands.proxy", "run the verifying cache proxy for snapshot.debian.org"),
     "images": ("factory.commands.images", "list the recipes reprobase knows and where they are"),
     "paths": ("factory.commands.paths", "print the default paths in use (cache, history, ...)"),
 }
