@@ -52,6 +52,10 @@ class ProxyConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     volatile_window: timedelta = timedelta(hours=0)
     volatile_ttl: float = 60.0  # seconds a volatile answer is reused
+    # Recorder mode: a timestamp is recorded (frozen from the mirror as it is now) only
+    # if it is at most this old; an older one would label today's packages with a past
+    # date. Recordings already made are served whatever their age. None: no limit.
+    record_window: timedelta | None = timedelta(days=2)
     access_log: str | None = "-"  # "-" stderr, a path, or None
     archives: tuple[str, ...] = ("debian", "debian-security", "debian-debug", "debian-ports")
     workers: int = 1  # processes on the port: the primary plus workers-1 hit workers

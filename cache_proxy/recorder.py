@@ -11,13 +11,15 @@ Packages, so a mirror update mid-build cannot make the recording inconsistent.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from yarl import URL
 
-from cache_proxy import debindex, httpsem
+from cache_proxy import debindex, httpsem, timestamps
 from cache_proxy.routing import Target
 from cache_proxy.upstream import NotFound, UpstreamError
 from cache_proxy.verify import Expect, Hasher
@@ -76,9 +78,29 @@ def _same_state(
     return inr is not None and _consistent(inr[0], anchor)
 
 
+def refuse_untrue_recording(
+    window: timedelta | None, archive: str, ts: str, suite: str, now: dt.datetime | None = None
+) -> None:
+    """A new recording holds the mirror as it is now: refuse to file it under a timestamp
+    far in the past (or in the future), where it would be a false pin."""
+    if window is None:
+        return
+    when = timestamps.parse(ts)
+    now = now or dt.datetime.now(dt.UTC)
+    if when < now - window or when > now + dt.timedelta(hours=1):
+        raise UpstreamError(
+            f"no recording of {archive}/dists/{suite} under {ts}, and the mirror's state "
+            f"now is not the state of {ts}: a recording is made only for timestamps of the "
+            f"last {window.total_seconds() / 3600:g} hours",
+            409,
+        )
+
+
 async def freeze_suite(cache: Cache, archive: str, ts: str, suite: str) -> None:
     targets = {name: Target(archive, ts, f"dists/{suite}/{name}") for name in ROOTS}
     frozen = {name: await cache.cached(t, ts) for name, t in targets.items()}
+    if all(v is None for v in frozen.values()):
+        refuse_untrue_recording(cache.config.record_window, archive, ts, suite)
     fresh: dict[str, tuple[bytes, float | None] | None] = {}
     for _ in range(CONSISTENCY_TRIES):
         fresh = {name: await _fetch_small(cache, t) for name, t in targets.items()}

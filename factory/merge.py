@@ -15,8 +15,10 @@ from factory.image import image_index
 from factory.selfdesc import platform_arch, top_descriptor
 
 
-def _entries(layout: Path) -> tuple[dict[str, str], list[oci.Descriptor], str]:
-    top = top_descriptor(layout)
+def _entries(
+    layout: Path, image_tag: str | None = None
+) -> tuple[dict[str, str], list[oci.Descriptor], str]:
+    top = top_descriptor(layout, image_tag)
     obj = oci.read_json_blob(layout, top.digest)
     if top.media_type != oci.MT_INDEX:
         raise UserError(f"{layout}: expected an image index (a reprobase build output)")
@@ -28,18 +30,22 @@ def _entries(layout: Path) -> tuple[dict[str, str], list[oci.Descriptor], str]:
     )
 
 
-def merge_layouts(layouts: list[Path], output: Path, *, force: bool = False) -> oci.Descriptor:
+def merge_layouts(
+    layouts: list[Path | tuple[Path, str | None]], output: Path, *, force: bool = False
+) -> oci.Descriptor:
+    """layouts: directories, or (directory, tag) for the image of that tag in one."""
     if not layouts:
         raise UserError("nothing to merge", hint="give two or more layout directories")
-    annotations, _, tag = _entries(layouts[0])
+    named = [(x, None) if isinstance(x, Path) else x for x in layouts]
+    annotations, _, tag = _entries(*named[0])
     by_arch: dict[Architecture, tuple[Path, oci.Descriptor]] = {}
-    for layout in layouts:
-        ann, manifests, _ = _entries(layout)
+    for layout, image_tag in named:
+        ann, manifests, _ = _entries(layout, image_tag)
         if ann != annotations:
             diff = sorted(
                 k for k in set(ann) | set(annotations) if ann.get(k) != annotations.get(k)
             )
-            raise UserError(f"{layout}: not the same image as {layouts[0]} (differs in {diff})")
+            raise UserError(f"{layout}: not the same image as {named[0][0]} (differs in {diff})")
         for m in manifests:
             arch = platform_arch(m.platform)
             if arch in by_arch and by_arch[arch][1].digest != m.digest:

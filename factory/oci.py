@@ -79,6 +79,18 @@ def blob_path(layout: Path, digest: str) -> Path:
     return layout / "blobs" / algo / hexd
 
 
+def split_layout(text: str) -> tuple[Path, str | None]:
+    """LAYOUT or LAYOUT:TAG: a layout directory, and the tag (org.opencontainers.image.ref.name
+    in its index.json) naming one of its images, as in skopeo's oci:DIR:TAG."""
+    path = Path(text)
+    if path.is_dir():
+        return path, None
+    base, sep, tag = text.rpartition(":")
+    if sep and tag and "/" not in tag and Path(base).is_dir():
+        return Path(base), tag
+    return path, None
+
+
 def init_layout(layout: Path) -> None:
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +69,22 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, b""
     except (urllib.error.URLError, OSError):
         return 0, b""
+
+
+def fetch(url: str, via: str | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+    """GET url, through the HTTP proxy via when given (as apt does), else directly."""
+    if url.startswith("file:"):
+        path = Path(urllib.parse.urlsplit(url).path)
+        return (200, b"") if path.is_file() else (404, b"no such file")
+    handler = urllib.request.ProxyHandler({"http": via, "https": via} if via else {})
+    opener = urllib.request.build_opener(handler)
+    try:
+        with opener.open(urllib.request.Request(url), timeout=timeout) as resp:
+            return int(resp.status), b""
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()[:4096]
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(getattr(exc, "reason", exc)).encode()
 
 
 def url_status(url: str, timeout: float = 5.0) -> int:

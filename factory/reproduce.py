@@ -20,7 +20,7 @@ from factory.image import Provenance
 from factory.progress import Progress
 from factory.rootfs import mmdebstrap_version
 from factory.selfdesc import RebuildSpec, read_spec
-from factory.upstream import SourceChoice, resolve
+from factory.upstream import SourceChoice, preflight, resolve
 
 
 @dataclass
@@ -107,6 +107,7 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
                 src.security_mirror,
             )
             req = BuildRequest(spec.recipe, spec.arches, spec.pin, src.apt, prov)
+            preflight(src, spec.recipe.suite)
             rebuilt = build(req, env_a(work / "env"), work / "rebuilt", progress)
         result = Reproduction(
             reference,

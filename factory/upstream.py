@@ -128,6 +128,25 @@ def public_url(url: str | None) -> str | None:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def preflight(src: ResolvedSource, suite: str) -> None:
+    """Ask for the suite's Release the way apt will (through the proxy, if any) before the
+    first build: a wrong mirror or a refused pin is one line now, not a failed mmdebstrap."""
+    url = f"{src.apt.debian_url.rstrip('/')}/dists/{suite}/InRelease"
+    status, body = proxyctl.fetch(url, via=src.apt.proxy)
+    if status == 200:
+        return
+    if status == 404:  # some mirrors have only Release
+        status, body = proxyctl.fetch(url[: -len("InRelease")] + "Release", via=src.apt.proxy)
+        if status == 200:
+            return
+    said = body.decode("utf-8", "replace").strip().splitlines()[:1]
+    why = f"HTTP {status}" if status else "no answer"
+    raise UserError(
+        f"{url} cannot be read ({why}{': ' + said[0][:300] if said else ''})",
+        hint="check --mirror/--proxy, the network, or the snapshot date",
+    )
+
+
 def security_beside(mirror_url: str) -> str | None:
     """The security archive next to a mirror (.../debian -> .../debian-security), if it
     answers; None when there is none (the image then says it has no security updates)."""

@@ -81,6 +81,7 @@ async def make_proxy(
             "port": 0,
             "retry": FAST_RETRY,
             "access_log": None,
+            "record_window": None,  # the fake mirror is recorded under fixed past timestamps
         }
         settings.update(overrides)
         config = ProxyConfig(**settings)

@@ -168,3 +168,27 @@ def test_rebuild_command_names_the_security_archive() -> None:
     prov = Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none")
     cmd = rebuild_command(recipe, Timestamp.parse("20261129T000000Z"), [Architecture.AMD64], prov)
     assert cmd.endswith("--mirror http://m.example/debian/ --security-mirror none")
+
+
+def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from factory.rootfs import AptSource
+    from factory.upstream import ResolvedSource, preflight
+
+    (tmp_path / "debian" / "dists" / "bookworm").mkdir(parents=True)
+    (tmp_path / "debian" / "dists" / "bookworm" / "InRelease").write_text("signed\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/debian/"
+        src = ResolvedSource(AptSource.mirror(url), "mirror", None, None)
+        preflight(src, "bookworm")
+        with pytest.raises(UserError, match=r"dists/trixie/InRelease cannot be read \(HTTP 404"):
+            preflight(src, "trixie")
+    finally:
+        server.shutdown()
+        server.server_close()

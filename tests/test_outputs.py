@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -301,3 +302,35 @@ def test_archive_writer_refuses_foreign_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="refusing"):
         write_archive(layout, target, "x/y:z")
     assert target.read_bytes() == canonical_json({"mine": True})
+
+
+def test_layout_tag_names_one_image_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """diff, publish --output-archive and merge take LAYOUT:TAG, as reproduce does."""
+    from factory import store
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    our_layout(one, seed=1)
+    our_layout(two, seed=2)
+    shop = tmp_path / "store"
+    store.publish(one, shop, ["one"])
+    store.publish(two, shop, ["two"])
+    assert main(["diff", f"{shop}:one", f"{shop}:one"]) == 0
+    assert main(["diff", f"{shop}:one", f"{shop}:two"]) == 1
+    assert main(["diff", f"{shop}:three", str(one)]) == 2
+    assert "no image tagged 'three'" in capsys.readouterr().err
+    tar = tmp_path / "two.tar"
+    argv = ["publish", f"{shop}:two", "--archive-name", "x/y:two", "--output-archive", str(tar)]
+    assert main(argv) == 0
+    with tarfile.open(tar) as t:
+        member = t.extractfile("index.json")
+        assert member is not None
+        entry = json.loads(member.read())["manifests"][0]
+    assert entry["digest"] == oci.read_index(two)["manifests"][0]["digest"]
+    merged = tmp_path / "merged"
+    assert main(["merge", f"{shop}:one", "--output", str(merged)]) == 0
+    top = oci.read_index(merged)["manifests"][0]["digest"]
+    want = oci.read_json_blob(one, oci.read_index(one)["manifests"][0]["digest"])["manifests"]
+    assert oci.read_json_blob(merged, top)["manifests"] == want
+    capsys.readouterr()

@@ -123,6 +123,7 @@ async def test_mmdebstrap_through_recorder(tmp_path: Path) -> None:
         host="127.0.0.1",
         port=0,
         access_log=None,
+        record_window=None,  # recorded under a fixed past timestamp
     )
     server = ProxyServer(config)
     address = await server.start()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from datetime import timedelta
+
 import aiohttp
+import pytest
 
 from tests.fakesnap import FakeSnapshot, sha256
 from tests.proxy_fixtures import *  # noqa: F403
@@ -116,3 +120,34 @@ async def test_file_in_no_index_is_counted(fake: FakeSnapshot, make_proxy, http)
     status, body = await fetch(http, proxy.archive_url("debian", T1, pool[0]))
     assert status == 200 and body == run0.files[pool[0]]
     assert proxy.metrics.get("unlisted_total") == 1
+
+
+async def test_no_new_recording_under_a_past_timestamp(  # type: ignore[no-untyped-def]
+    fake: FakeSnapshot, make_proxy, http, tmp_path
+) -> None:
+    """A recording holds the mirror as it is now: filing it under an old timestamp would
+    be a false pin. Recordings already made keep being served."""
+    cache = tmp_path / "recordings"
+    first: Proxy = await make_proxy(record=True, cache_dir=cache)  # no window: records T1
+    status, body = await fetch(http, first.archive_url("debian", T1, "dists/bookworm/InRelease"))
+    assert status == 200
+    strict: Proxy = await make_proxy(record=True, cache_dir=cache, record_window=timedelta(days=2))
+    status, again = await fetch(http, strict.archive_url("debian", T1, "dists/bookworm/InRelease"))
+    assert status == 200 and again == body  # the existing recording of T1
+    status, text = await fetch(http, strict.archive_url("debian", T2, "dists/bookworm/InRelease"))
+    assert status == 409 and b"is not the state of" in text
+    assert fake.count("/mirror/debian/dists/bookworm/InRelease") == 1  # T2 never asked
+
+
+def test_recording_window_edges() -> None:
+    from cache_proxy.recorder import refuse_untrue_recording
+    from cache_proxy.upstream import UpstreamError
+
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    window = timedelta(days=2)
+    refuse_untrue_recording(window, "debian", "20261201T000000Z", "bookworm", now)
+    refuse_untrue_recording(window, "debian", "20261130T000000Z", "bookworm", now)
+    for ts in ("19900101T000000Z", "20261125T000000Z", "20261202T000000Z"):
+        with pytest.raises(UpstreamError):
+            refuse_untrue_recording(window, "debian", ts, "bookworm", now)
+    refuse_untrue_recording(None, "debian", "19900101T000000Z", "bookworm", now)

@@ -22,7 +22,7 @@ from factory.rootfs import mmdebstrap_version
 from factory.runner import output, require_tool
 from factory.selftest import SelfTest, require_selftest
 from factory.snapshot import Timestamp, resolve_pin
-from factory.upstream import UPSTREAMS, ResolvedSource, SourceChoice, resolve
+from factory.upstream import UPSTREAMS, ResolvedSource, SourceChoice, preflight, resolve
 from factory.verify import Verdict, double_build
 
 HELP = "build an image from a recipe, twice, and check both builds are bit-for-bit identical"
@@ -214,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
     with resolve(source_choice(args), pin, Path(output).parent) as src:
         req = request_for(args, recipe, pin, src)
+        preflight(src, recipe.suite)  # the archive answers for this pin, before any build
         meter = src.proxy.upstream_bytes if src.proxy else None
         verdict = double_build(
             req, output, once=args.once, progress=progress, meter=meter, force=args.force

@@ -8,12 +8,18 @@ from pathlib import Path
 
 from factory import outputs
 from factory.merge import merge_layouts
+from factory.oci import split_layout
 
 HELP = "merge per-architecture OCI layouts of one image into one multi-arch index"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("layouts", metavar="LAYOUT", nargs="+", type=Path)
+    p.add_argument(
+        "layouts",
+        metavar="LAYOUT",
+        nargs="+",
+        help="per-architecture layouts (LAYOUT:TAG names one image of a layout)",
+    )
     p.add_argument(
         "--output",
         metavar="DIR",
@@ -29,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     outputs.check(args.output, outputs.Kind.LAYOUT, force=args.force)
-    idx = merge_layouts(list(args.layouts), args.output, force=args.force)
+    idx = merge_layouts([split_layout(t) for t in args.layouts], args.output, force=args.force)
     print(
         json.dumps({"index_digest": idx.digest, "output": str(args.output)})
         if args.json

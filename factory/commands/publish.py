@@ -9,7 +9,7 @@ from pathlib import Path
 
 from factory import outputs
 from factory.errors import UserError
-from factory.oci import ANN_REF_NAME, read_index
+from factory.oci import ANN_REF_NAME, read_index, split_layout
 from factory.registry.archive import write_archive
 from factory.registry.auth import ENV_AUTH_FILE, ENV_PASSWORD, ENV_USER
 from factory.registry.push import check_tags, push_layout_sync
@@ -39,7 +39,11 @@ environment:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
-    parser.add_argument("layout", type=Path, metavar="LAYOUT", help="OCI image layout directory")
+    parser.add_argument(
+        "layout",
+        metavar="LAYOUT",
+        help="OCI image layout directory, or LAYOUT:TAG for one image of a layout with several",
+    )
     parser.add_argument(
         "refs",
         nargs="*",
@@ -92,7 +96,7 @@ def _progress(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    layout: Path = args.layout
+    layout, image_tag = split_layout(args.layout)
     refs: list[str] = list(args.refs)
     if not refs and args.output_archive is None:
         raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")
@@ -104,11 +108,13 @@ def run(args: argparse.Namespace) -> int:
         kind, flag = outputs.Kind.ARCHIVE, "--output-archive"
         outputs.check(args.output_archive, kind, force=args.force, flag=flag)
         name = _archive_name(layout, refs, args.archive_name)
-        write_archive(layout, args.output_archive, name, force=args.force)
+        write_archive(layout, args.output_archive, name, force=args.force, image_tag=image_tag)
         _progress(f"archive written: {args.output_archive}")
         summary["archive"] = str(args.output_archive)
     if refs:
-        result = push_layout_sync(layout, refs, tags=args.tag, progress=_progress)
+        result = push_layout_sync(
+            layout, refs, tags=args.tag, progress=_progress, image_tag=image_tag
+        )
         _progress(
             f"pushed {result.digest}: {result.uploaded_blobs} blobs uploaded "
             f"({result.bytes_uploaded / 1e6:.1f} MB), {result.mounted_blobs} mounted, "

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from factory import oci
 from factory.diffing.docker import DockerStore
 from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
 from factory.diffing.streams import Compression
@@ -47,9 +48,9 @@ def resolve(spec: str, stack: ExitStack) -> BlobStore:
         return open_archive(path, spec, stack)
     if path.exists():
         raise UserError(f"{spec}: neither a directory nor a file")
-    base, sep, tag = spec.rpartition(":")
-    if sep and tag and "/" not in tag and Path(base).is_dir():  # LAYOUT:TAG
-        store = LayoutStore(Path(base), spec, tag)
+    base, tag = oci.split_layout(spec)
+    if tag is not None:  # LAYOUT:TAG
+        store = LayoutStore(base, spec, tag)
         store.index()
         return store
     if (

@@ -63,12 +63,19 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 
 
 def write_archive(
-    layout: Path, out: Path, ref_name: str, *, arch: str | None = None, force: bool = False
+    layout: Path,
+    out: Path,
+    ref_name: str,
+    *,
+    arch: str | None = None,
+    force: bool = False,
+    image_tag: str | None = None,
 ) -> None:
-    """Write layout's image as a docker-archive + OCI-layout tar at out, named ref_name."""
+    """Write layout's image (the one tagged image_tag, if given) as a docker-archive +
+    OCI-layout tar at out, named ref_name."""
     ref = parse_reference(ref_name)
     tag = ref.tag or "latest"
-    plan = plan_push(layout, [tag, ref_name])
+    plan = plan_push(layout, [image_tag] if image_tag else [tag, ref_name])
     top = plan.top.descriptor
     full_name = str(ref.with_tag(tag))
     manifest = _pick_manifest(layout, top, arch or host_architecture())

@@ -210,8 +210,10 @@ async def push_layout(
     tags: Sequence[str] = (),
     progress: Progress | None = None,
     config: ClientConfig | None = None,
+    image_tag: str | None = None,
 ) -> PushResult:
-    """Push the layout's image to every reference (see module docstring for the order)."""
+    """Push the layout's image (the one tagged image_tag, if given) to every reference
+    (see module docstring for the order)."""
     if not refs:
         raise UserError(
             "no destination reference given", hint="e.g. 127.0.0.1:5000/debian:bookworm"
@@ -219,7 +221,7 @@ async def push_layout(
     parsed = [parse_reference(r, default_tag=None) for r in refs]
     check_tags(tags)
     names = [n for r in parsed for n in (r.tag, str(r)) if n] + list(tags)
-    plan = await asyncio.to_thread(plan_push, Path(layout), names)
+    plan = await asyncio.to_thread(plan_push, Path(layout), [image_tag] if image_tag else names)
     return await push_plan(plan, Path(layout), parsed, tags, progress, config)
 
 
@@ -230,5 +232,8 @@ def push_layout_sync(
     tags: Sequence[str] = (),
     progress: Progress | None = None,
     config: ClientConfig | None = None,
+    image_tag: str | None = None,
 ) -> PushResult:
-    return asyncio.run(push_layout(layout, refs, tags=tags, progress=progress, config=config))
+    return asyncio.run(
+        push_layout(layout, refs, tags=tags, progress=progress, config=config, image_tag=image_tag)
+    )
