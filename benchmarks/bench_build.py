@@ -40,15 +40,18 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - t
 
 
-def ours(suite: str, ts: str, proxy: str, out: Path, slim: bool = False) -> tuple[float, dict]:
+def ours(
+    suite: str, ts: str, proxy: str, out: Path, slim: bool = False, verified: bool = False
+) -> tuple[float, dict]:
     image = f"debian:{suite}{'-slim' if slim else ''}"
+    shutil.rmtree(out, ignore_errors=True)
     argv = [
         sys.executable,
         "-m",
         "factory.cli",
         "build",
         image,
-        "--once",
+        *([] if verified else ["--once"]),
         "--arch",
         "amd64",
         "--snapshot",
@@ -141,6 +144,7 @@ def main() -> int:
     cfg = proxyctl.ProxyConfig(cache, mirror_base(system_debian_mirror()), True, work / "proxy.log")
     inner: list[float] = []
     times: dict[str, list[float]] = {
+        "reprobase build (verified: A and B)": [],
         "reprobase build --once": [],
         "mmdebstrap": [],
         "debuerreotype": [],
@@ -159,6 +163,11 @@ def main() -> int:
                 inner.append(sum(v for k, v in res["durations"].items() if "mmdebstrap" in k))
                 results["ours"] = res
 
+            def run_verified() -> None:
+                t, res = ours(args.suite, ts, proxy.url, work / "verified", verified=True)
+                assert res["reproducible"], res.get("differences")
+                times["reprobase build (verified: A and B)"].append(t)
+
             def run_mm() -> None:
                 times["mmdebstrap"].append(
                     plain_mmdebstrap(args.suite, ts, proxy.url, work / "mm.tar")
@@ -168,12 +177,13 @@ def main() -> int:
                 t, results["dtar"] = debuerreotype(args.suite, ts, proxy.url, work, slim=False)
                 times["debuerreotype"].append(t)
 
-            tools = [run_ours, run_mm, run_dbr]
+            tools = [run_verified, run_ours, run_mm, run_dbr]
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
                 # rotate the order, and flush the page cache's dirty pages before each run,
                 # so that no tool always pays for the previous one's writes
-                for tool in tools[r % 3 :] + tools[: r % 3]:
+                k = r % len(tools)
+                for tool in tools[k:] + tools[:k]:
                     os.sync()
                     tool()
             res, dtar = results["ours"], results["dtar"]
@@ -222,6 +232,12 @@ def report(times: dict[str, list[float]], sizes: dict, suite: str, inner: list[f
         f"mmdebstrap's median (target < 15%)"
     )
     print(f"against debuerreotype: {d / o:.2f}x faster (target: faster)")
+    v = med["reprobase build (verified: A and B)"]
+    print(
+        f"verified build (A and B at once): {v / m:.2f}x plain mmdebstrap (target <= 1.25), "
+        f"{v / d:.2f}x debuerreotype's single unverified build (target <= 0.7), "
+        f"{v / o:.2f}x our single build"
+    )
     print("\n## image size (bytes; compressed = same pinned gzip for both)\n")
     print(
         "| variant | ours uncompressed | debuerreotype tar | ratio | ours compressed |"

@@ -17,7 +17,8 @@ APT_PACKAGES=(
   # checking our OCI output, and the registry the publishing tests push to
   skopeo umoci podman docker-registry apache2-utils openssl
   # peers measured by the benchmarks and by the tests
-  debuerreotype apt-cacher-ng approx diffoscope-minimal hyperfine
+  # (debootstrap: debuerreotype-init needs it and it is only a Recommends)
+  debuerreotype debootstrap apt-cacher-ng approx diffoscope-minimal hyperfine
   # schedules and the report: unit checks, the browser that looks at the dashboard
   systemd chromium fonts-dejavu-core sqlite3 docker-compose shellcheck
   python3-venv python3-dev gcc curl ca-certificates gpg apt
