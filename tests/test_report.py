@@ -382,3 +382,17 @@ def test_shipped_configs_name_history_and_report() -> None:
         hist, rep = config_paths(schedules / name)
         assert hist == Path("/var/lib/reprobase/history.sqlite")
         assert rep == Path("/var/lib/reprobase/report")
+
+
+def test_one_night_is_not_called_thirty(tmp_path: Path) -> None:
+    """The dashboard never claims more history than it has, nor a snapshot.debian.org
+    pin for every image (recorded mirrors exist)."""
+    from tests.report_fixtures import synthetic_records
+
+    with History(tmp_path / "h.sqlite") as h:
+        for rec in synthetic_records()[:2]:  # night 0 only, amd64 and arm64
+            h.add(rec)
+        page = render(h)["index.html"].decode()
+    assert "last 30 nights" not in page and "1 night so far" in page
+    assert "last 1 nights" not in page
+    assert "recorded under it" in page  # the tagline names both package sources

@@ -63,11 +63,20 @@ class ChangeSet:
 @dataclass(frozen=True)
 class Counts:
     by_verdict: tuple[tuple[str, int], ...]  # in VERDICTS order, zeros included
+    nights: int = 0  # distinct snapshot days the results come from (at most the window)
 
     @staticmethod
     def of(records: Sequence[ResultRecord]) -> Counts:
         c = Counter(r.verdict for r in records)
-        return Counts(tuple((v, c.get(v, 0)) for v in VERDICTS))
+        nights = len({r.snapshot[:8] for r in records})
+        return Counts(tuple((v, c.get(v, 0)) for v in VERDICTS), nights)
+
+    @property
+    def span(self) -> str:
+        """'last 30 nights' only when there were 30: the page never claims more history."""
+        if self.nights >= WINDOW_DAYS:
+            return f"last {WINDOW_DAYS} nights"
+        return f"{self.nights} night{'' if self.nights == 1 else 's'} so far"
 
     def get(self, verdict: str) -> int:
         return dict(self.by_verdict).get(verdict, 0)

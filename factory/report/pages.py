@@ -25,8 +25,10 @@ from factory.report.style import stylesheet
 from factory.report.svg import VERDICT_COLOURS, arch_colour, size_chart_svg, timeline_svg
 
 TAGLINE = (
-    "Debian base images built twice in different environments from a pinned "
-    "snapshot.debian.org timestamp, and published only when both builds agree bit for bit."
+    "Debian base images built twice in different environments from a pinned timestamp "
+    "(snapshot.debian.org, or the build machine's Debian mirror recorded under it when "
+    "snapshot cannot be reached: each image's labels say which), and published only "
+    "when both builds agree bit for bit."
 )
 CHANGE_MARKS = {"added": "+", "removed": MINUS, "upgraded": "↑", "downgraded": "↓"}
 
@@ -78,11 +80,11 @@ def tiles(summary: Summary) -> str:
     return (
         '<section class="tiles">'
         f'<div class="tile"><div class="k">Images</div><div class="v">{summary.images}</div>'
-        f'<div class="s">{summary.counts.total} results in the last 30 nights</div></div>'
-        '<div class="tile"><div class="k">Reproducible, last 30 nights</div>'
+        f'<div class="s">{summary.counts.total} results, {esc(summary.counts.span)}</div></div>'
+        f'<div class="tile"><div class="k">Reproducible, {esc(summary.counts.span)}</div>'
         f'<div class="v">{esc(percent(summary.counts.rate))}</div>'
         f'<div class="s">{esc(summary.window)}</div></div>'
-        '<div class="tile"><div class="k">Results, last 30 nights</div>'
+        f'<div class="tile"><div class="k">Results, {esc(summary.counts.span)}</div>'
         f'<div class="s" style="margin-top:8px">{counts_line(summary.counts)}</div></div>'
         f'<div class="tile"><div class="k">Last run</div><div class="s" style="margin-top:6px;'
         f'font-size:15px;color:#1d2330">{last_v}</div><div class="s">{last_s}</div></div>'
@@ -214,9 +216,11 @@ def image_section(view: ImageView, *, overview: bool) -> str:
     parts = [
         f'<section class="card" id="{esc(view.slug)}"><div class="card-head"><h2>{title}</h2>',
         f"<div>{head_badges}</div>",
-        f'<span class="rate">{esc(percent(view.counts.rate))} reproducible, last 30 nights</span>',
+        f'<span class="rate">{esc(percent(view.counts.rate))} reproducible, '
+        f"{esc(view.counts.span)}</span>",
         f"{more}</div>",
-        f"<h3>Reproducibility, last {len(tl.snapshots)} nights</h3>",
+        f"<h3>Reproducibility, last {len(tl.snapshots)} "
+        f"night{'' if len(tl.snapshots) == 1 else 's'}</h3>",
         f'<div class="scroll">{timeline_svg(tl, label=f"{view.image} verdicts per night")}</div>',
         f'<h3>Latest</h3><div class="latest">{latest}</div>',
         f"<h3>Sizes</h3>{size_charts(view)}",
@@ -228,7 +232,9 @@ def image_section(view: ImageView, *, overview: bool) -> str:
         ),
     ]
     if not overview:
-        parts.append(f"<h3>Last 30 nights</h3><div>{counts_line(view.counts)}</div>")
+        parts.append(
+            f"<h3>Results, {esc(view.counts.span)}</h3><div>{counts_line(view.counts)}</div>"
+        )
         parts.append(f"<h3>Runs</h3>{runs_table(view.recent)}")
     parts.append("</section>")
     return "".join(parts)
