@@ -15,7 +15,13 @@ from factory import runner
 from factory.arch import Architecture
 from factory.buildenv import BuildEnv, faketime_lib
 from factory.recipe import Recipe
-from factory.snapshot import Timestamp, has_security, snapshot_sources, snapshot_url
+from factory.snapshot import (
+    Timestamp,
+    has_security,
+    mirror_sources,
+    snapshot_sources,
+    snapshot_url,
+)
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
@@ -153,10 +159,23 @@ def build_env_vars(job: RootfsJob) -> dict[str, str]:
     return env
 
 
+def image_sources(job: RootfsJob) -> str:
+    """The image's own apt sources, for images built FROM it: the snapshot it is pinned to,
+    or, for a plain-mirror build, that mirror (never a loopback proxy or a file: URL,
+    which would leak the build host; such builds keep the snapshot sources)."""
+    from factory.upstream import public_url  # factory.upstream imports this module
+
+    src, recipe = job.source, job.recipe
+    if src.kind == "mirror" and public_url(src.debian_url):
+        security = public_url(src.security_url) if src.security_url else None
+        return mirror_sources(recipe.suite, recipe.components, src.debian_url, security)
+    return snapshot_sources(recipe.suite, recipe.components, job.pin)
+
+
 def bootstrap(job: RootfsJob) -> Path:
     job.workdir.mkdir(parents=True, exist_ok=True)
     (job.workdir / "tmp").mkdir(exist_ok=True)
-    job.sources_path.write_text(snapshot_sources(job.recipe.suite, job.recipe.components, job.pin))
+    job.sources_path.write_text(image_sources(job))
     root_mode = os.geteuid() == 0
     argv = mmdebstrap_argv(job, root_mode)
     if job.env.hostname and root_mode:

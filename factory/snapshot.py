@@ -132,5 +132,24 @@ def snapshot_sources(suite: str, components: tuple[str, ...], ts: Timestamp) -> 
     return "\n".join(stanzas)
 
 
+def mirror_sources(
+    suite: str, components: tuple[str, ...], debian_url: str, security_url: str | None
+) -> str:
+    """deb822 apt sources for an image built from a plain mirror: that mirror (and its
+    security archive, if the build had one), not a snapshot the packages never came from."""
+    comps = " ".join(components)
+    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    stanzas = [
+        f"Types: deb\nURIs: {debian_url.rstrip('/')}\n"
+        f"Suites: {suite} {suite}-updates\nComponents: {comps}\nSigned-By: {key}\n",
+    ]
+    if security_url and has_security(suite):
+        stanzas.append(
+            f"Types: deb\nURIs: {security_url.rstrip('/')}\n"
+            f"Suites: {suite}-security\nComponents: {comps}\nSigned-By: {key}\n"
+        )
+    return "\n".join(stanzas)
+
+
 def has_security(suite: str) -> bool:
     return suite not in ("sid", "unstable", "experimental")

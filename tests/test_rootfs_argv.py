@@ -60,3 +60,26 @@ def test_clock_shift_library_only_enters_native_chroots() -> None:
     # an emulated process cannot load the host's library; copying it in only left an
     # empty /usr/lib/x86_64-linux-gnu in the arm64 image of build B (found by the double build)
     assert not any("faketime" in a for a in _argv(foreign, "B"))
+
+
+def test_image_sources_name_where_the_packages_came_from() -> None:
+    from factory.rootfs import image_sources
+
+    def sources(source: AptSource) -> str:
+        job = RootfsJob(
+            load_recipe("debian:bookworm"), Architecture.AMD64, TS, source, env_a(Path("/w")),
+            Path("/w/job"),
+        )  # fmt: skip
+        return image_sources(job)
+
+    snap = sources(AptSource.snapshot(TS, "http://127.0.0.1:9/"))
+    assert "URIs: http://snapshot.debian.org/archive/debian/20261129T000000Z" in snap
+    mirror = sources(
+        AptSource.mirror("http://m.example/debian/", "http://m.example/debian-security/")
+    )
+    assert "snapshot.debian.org" not in mirror
+    assert "URIs: http://m.example/debian\nSuites: bookworm bookworm-updates" in mirror
+    assert "URIs: http://m.example/debian-security\nSuites: bookworm-security" in mirror
+    assert "debian-security" not in sources(AptSource.mirror("http://m.example/debian/"))
+    # a loopback mirror (a proxy on the build host) never reaches the image
+    assert "127.0.0.1" not in sources(AptSource.mirror("http://127.0.0.1:3142/debian/"))
