@@ -35,7 +35,9 @@ def meaningful_lines(argv: list[str], stderr: str, count: int = 3) -> list[str]:
             continue
         lines.append(line)
     generic = [ln for ln in lines if not ln.lower().endswith(("failed to run", "failed"))]
-    return (generic or lines)[-count:]
+    # apt and mmdebstrap mark errors "E:": those say what went wrong, "I:" lines do not
+    errors = [ln for ln in generic if ln.startswith(("E:", "error", "Error", "fatal"))]
+    return (errors or generic or lines)[-count:]
 
 
 def shorten(text: str, limit: int = 400) -> str:
@@ -49,7 +51,8 @@ class ToolFailed(UserError):
     """An external tool exited non-zero; carries the tail of its stderr."""
 
     def __init__(self, argv: list[str], returncode: int, stderr_tail: str) -> None:
-        tool = Path(argv[0]).name
+        # the tool itself, not a wrapper running it (unshare ... -- python -m varyenv -- TOOL)
+        tool = Path(argv[len(argv) - argv[::-1].index("--")] if "--" in argv[:-1] else argv[0]).name
         said = " | ".join(meaningful_lines(argv, stderr_tail)) or "(no error output)"
         super().__init__(
             f"{tool} failed with exit code {returncode}: {shorten(said)}",

@@ -100,7 +100,10 @@ def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict
         ann[LABEL_PREFIX + "mirror"] = prov.mirror
     if prov.packages_from != "snapshot.debian.org":
         # Say what the packages really came from: never "snapshot.debian.org" for a mirror.
-        ann["org.opencontainers.image.description"] += f" ({prov.pin_statement()})"
+        # (a recipe's own claim of a snapshot pin is dropped: it is not true of this build)
+        desc = ann["org.opencontainers.image.description"]
+        desc = desc.replace("pinned to snapshot.debian.org", "").strip().rstrip(",").strip()
+        ann["org.opencontainers.image.description"] = f"{desc} ({prov.pin_statement()})"
         if prov.mirror:
             ann["org.opencontainers.image.source"] = prov.mirror
     if prov.packages_from == "mirror":

@@ -96,7 +96,7 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
             f"{spec.recipe.ref} @ {spec.pin} for {', '.join(a.debian for a in spec.arches)}: "
             f"rebuilding from {spec.packages_from}"
         )
-        with resolve(source_for(spec, choice), spec.pin, work) as src:
+        with resolve(source_for(spec, choice), spec.pin, work, spec.recipe.suite) as src:
             comp = Compression.parse(spec.recipe.compression)
             # The provenance is the image's own: the rebuild must describe itself identically.
             prov = Provenance(

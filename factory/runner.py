@@ -91,7 +91,8 @@ def run(
     if check and proc.returncode != 0:
         tail = (proc.stderr or b"").decode("utf-8", "replace")
         tail = "\n".join(tail.splitlines()[-15:])
-        log.error("command failed (%d): %s", proc.returncode, shlex.join(args))
+        # The argv is for --debug: the user's one line is the tool's own words (ToolFailed).
+        log.debug("command failed (%d): %s", proc.returncode, shlex.join(args))
         raise ToolFailed(args, proc.returncode, tail)
     return proc
 

@@ -147,17 +147,18 @@ def preflight(src: ResolvedSource, suite: str) -> None:
     )
 
 
-def security_beside(mirror_url: str) -> str | None:
+def security_beside(mirror_url: str, suite: str | None = None) -> str | None:
     """The security archive next to a mirror (.../debian -> .../debian-security), if it
     answers; None when there is none (the image then says it has no security updates)."""
     u = mirror_url.rstrip("/")
     if not u.endswith("/debian"):
         return None
     candidate = u + "-security/"
+    probe = f"dists/{suite}-security/Release" if suite else "dists/"
     if candidate.startswith("file:"):
-        path = Path(urllib.parse.urlsplit(candidate).path) / "dists"
-        return candidate if path.is_dir() else None
-    status = proxyctl.url_status(candidate + "dists/")
+        path = Path(urllib.parse.urlsplit(candidate).path) / probe
+        return candidate if path.exists() else None
+    status = proxyctl.url_status(candidate + probe)
     return candidate if 200 <= status < 400 else None
 
 
@@ -196,7 +197,10 @@ def choose_upstream(upstream: str) -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
-def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[ResolvedSource]:
+def resolve(
+    choice: SourceChoice, pin: Timestamp, log_dir: Path, suite: str | None = None
+) -> Iterator[ResolvedSource]:
+    """suite: the recipe's, to find a mirror's security archive (dists/SUITE-security)."""
     choice.validate()
     if choice.mirror:
         if choice.proxy:
@@ -204,7 +208,7 @@ def resolve(choice: SourceChoice, pin: Timestamp, log_dir: Path) -> Iterator[Res
                 "--mirror and --proxy are exclusive",
                 hint="point --mirror at the proxy, or use --proxy alone",
             )
-        security = choice.security_mirror or security_beside(choice.mirror)
+        security = choice.security_mirror or security_beside(choice.mirror, suite)
         if security is None:
             log.warning(
                 "warning: no security archive beside %s: the image will lack security "

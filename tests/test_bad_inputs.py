@@ -192,3 +192,26 @@ def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_recipe_claim_of_a_snapshot_pin_is_dropped_for_a_mirror_build() -> None:
+    from factory.image import common_annotations
+    from factory.recipe import load_recipe
+    from factory.snapshot import Timestamp
+
+    recipe = load_recipe("debian:bookworm")
+    assert "pinned to snapshot.debian.org" in recipe.description
+    prov = Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none")
+    desc = common_annotations(recipe, Timestamp.parse("20261129T000000Z"), prov)[
+        "org.opencontainers.image.description"
+    ]
+    assert "pinned to snapshot.debian.org" not in desc.replace("not pinned to snapshot", "")
+
+
+def test_a_wrapped_tool_is_named_and_its_error_lines_win() -> None:
+    argv = ["unshare", "--uts", "--", "/usr/bin/python3", "-m", "factory.varyenv", "--",
+            "/usr/bin/mmdebstrap", "--variant=minbase", "bookworm", "/w/out.tar"]  # fmt: skip
+    stderr = "E: Unable to locate package nope\nI: main() received signal PIPE\nI: removing tempdir"
+    line = ToolFailed(argv, 25, stderr).render()
+    assert line.startswith("error: mmdebstrap failed with exit code 25: E: Unable to locate")
+    assert "I: removing" not in line
