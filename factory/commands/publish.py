@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archive-name",
         metavar="NAME",
-        help="image name in the archive (default: the first REF), e.g. reprobase/debian:bookworm",
+        help="image name in the archive, e.g. reprobase/debian:bookworm (default: the first "
+        "REF, else the layout's image name when it is a full name with a '/')",
     )
     parser.add_argument(
         "--force",

@@ -18,7 +18,7 @@ from factory.reproduce import reproduce
 HELP = "rebuild an image from the recipe and pins recorded inside it, and compare digests"
 EPILOG = """\
 REF is a registry reference (127.0.0.1:5000/debian:bookworm, name@sha256:...),
-an OCI layout directory, or oci:DIR:TAG. No checkout of the recipe is needed:
+an OCI layout directory, LAYOUT:TAG or oci:DIR:TAG. No checkout of the recipe is needed:
 the image carries its recipe, snapshot timestamp and tool versions.
 
 exit codes: 0 reproduced (identical), 1 differs, 2 error.
