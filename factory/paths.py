@@ -47,6 +47,11 @@ class Paths:
         return self.base.data / "store"
 
     @property
+    def tools(self) -> Path:
+        """Cached venvs of other reprobase versions (reproduce --tool-version)."""
+        return self.base.cache / "tools"
+
+    @property
     def nightly_configs(self) -> tuple[Path, ...]:
         """Where `reprobase nightly` looks for its config before the shipped one."""
         system = Path("/etc/reprobase/nightly.toml")
@@ -63,5 +68,6 @@ class Paths:
             "history": str(self.history),
             "report": str(self.report),
             "store": str(self.store),
+            "tools": str(self.tools),
             "nightly_configs": [str(p) for p in self.nightly_configs],
         }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory import toolversion
 from factory.build import BuildRequest, build
 from factory.buildenv import env_a
 from factory.compress import Compression
@@ -92,6 +93,9 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
         choice.validate()
         layout, tag = fetch(reference, work)
         spec = read_spec(layout, tag)
+        note = toolversion.notice(reference, spec.versions["reprobase"])
+        if note:  # before the rebuild: a difference may be the tool's, not the image's
+            progress.say(note)
         progress.say(
             f"{spec.recipe.ref} @ {spec.pin} for {', '.join(a.debian for a in spec.arches)}: "
             f"rebuilding from {spec.packages_from}"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from factory import toolversion
 from factory.commands.build import (
     add_selftest_argument,
     add_source_arguments,
@@ -30,10 +31,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", metavar="REF", help="image to reproduce")
     add_source_arguments(p)
     add_selftest_argument(p)
+    p.add_argument(
+        toolversion.FLAG,
+        default=toolversion.CURRENT,
+        metavar="current|recorded|VERSION",
+        help="rebuild with this reprobase (default: current); recorded: the version the "
+        "image records, installed once into a cached venv from pip's configured index",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
 def run(args: argparse.Namespace) -> int:
+    toolversion.maybe_hand_over(args.reference, args.tool_version, sys.argv[1:])
     byte_path = check_byte_path(args)
     result = reproduce(args.reference, source_choice(args), Progress())
     for w in result.warnings:
