@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -158,9 +159,9 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     _check_ranges(args)
     access = args.access_log or _env("ACCESS_LOG") or "-"
     if access not in ("-", "none"):
-        _check_file_dir("--access-log", Path(access))
+        _check_file_dir("--access-log", Path(access), cache_dir)
     if args.port_file is not None:
-        _check_file_dir("--port-file", args.port_file)
+        _check_file_dir("--port-file", args.port_file, cache_dir)
     workers = args.workers
     if workers is None:
         raw = _env("WORKERS")
@@ -211,16 +212,26 @@ def _check_ranges(args: argparse.Namespace) -> None:
         )
 
 
-def _check_file_dir(flag: str, path: Path) -> None:
-    """A file the proxy writes once running: its directory must exist and be writable."""
+def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
+    """A file the proxy writes once running: its directory must be writable, and exist
+    already unless it is the cache directory or one of its parents (created at start)."""
     parent = path.absolute().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or path.is_dir():
+    if path.is_dir():
+        raise UserError(f"cannot write {flag} {path}: it is a directory", hint="give a file")
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    cache = cache_dir.absolute()
+    will_exist = parent.exists() or parent == cache or parent in cache.parents
+    try:
+        if not will_exist or not existing.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
+    except OSError as exc:
         raise UserError(
-            f"cannot write {flag} {path}: {parent} is not a writable directory"
-            if not path.is_dir()
-            else f"cannot write {flag} {path}: it is a directory",
+            f"cannot write {flag} {path}: {exc.strerror or exc}",
             hint="give a file in a writable directory",
-        )
+        ) from None
 
 
 def _check_address(host: str) -> None:
