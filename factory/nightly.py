@@ -234,7 +234,7 @@ def reverify(night: Night, image: str) -> None:
                 res.verdict(),
             )
         except UserError as exc:
-            verdict, digest_b, msg = "error", None, exc.render()
+            verdict, digest_b, msg = "error", None, exc.render().removeprefix("error: ")
         night.progress.say(f"re-verify {ref}: {msg}")
         for r in night.history.records(image=rec.image):
             if r.run_id == rec.run_id and r.kind == "nightly":
@@ -338,7 +338,7 @@ def run_nightly(
                             image,
                             arches or cfg.architectures or ["all"],
                             now_iso(),
-                            exc.render(),
+                            exc.render().removeprefix("error: "),  # the verdict says it
                         )
                 if output_layout is None:
                     for image in images:
