@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import socket
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
 from aiohttp.http_writer import StreamWriter
 
@@ -29,6 +32,7 @@ from cache_proxy.flight import Aborted, Flight, tee
 from cache_proxy.index import BlobRow
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import BadTarget, Target
+from cache_proxy.safety import logsafe
 from cache_proxy.upstream import NotFound, UpstreamError
 from cache_proxy.verify import VerifyError
 
@@ -62,7 +66,17 @@ class BlobResponse(web.FileResponse):
     strongly match, the whole representation must be sent instead of a range.
     """
 
+    released: Any = None  # called once the file is open and sent (or failed): unpins the blob
+
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await self._prepare(request)
+        finally:
+            if self.released is not None:
+                release, self.released = self.released, None
+                release()
+
+    async def _prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if not any(h in request.headers for h in _CONDITIONAL):
             with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: aiohttp's 404
                 return await self._whole(request)
@@ -202,9 +216,11 @@ class AccessLogger(AbstractAccessLogger):
         proxy.metrics.count_response(response.status, response.body_length)
         if proxy.access.enabled:
             # raw_path is the request target as sent: absolute-form for forward requests.
+            # The method and target are the client's bytes: escaped, credentials redacted.
             proxy.access.write(
-                f'{request.remote} "{request.method} {request.raw_path}" {response.status} '
-                f"{response.body_length} {request.get(CACHE_KEY, '-')} {time:.4f}"
+                f'{request.remote} "{logsafe(request.method, 32)} {logsafe(request.raw_path)}" '
+                f"{response.status} {response.body_length} {request.get(CACHE_KEY, '-')} "
+                f"{time:.4f}"
             )
 
 
@@ -229,17 +245,47 @@ def text_response(status: int, message: str) -> web.Response:
 
 
 def error_response(exc: BaseException) -> web.Response:
-    """Map a failure to one HTTP status at the edge."""
+    """Map a failure to one HTTP status at the edge; no credentials in what goes out."""
     if isinstance(exc, NotFound):
         return text_response(404, "not found upstream")
     if isinstance(exc, UpstreamError):
-        return text_response(exc.status, f"upstream error: {exc}")
+        return text_response(exc.status, f"upstream error: {logsafe(str(exc))}")
     if isinstance(exc, VerifyError):
-        return text_response(502, f"upstream sent bad bytes: {exc}")
+        return text_response(502, f"upstream sent bad bytes: {logsafe(str(exc))}")
     if isinstance(exc, asyncio.TimeoutError):
-        return text_response(504, "upstream timed out")
-    log.error("internal error: %s", exc, exc_info=exc)
+        return text_response(504, f"upstream timed out: {logsafe(str(exc))}".rstrip(": "))
+    log.error(
+        "internal error: %s: %s",
+        type(exc).__name__,
+        logsafe(str(exc)),
+        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+    )
     return text_response(502, f"proxy error: {type(exc).__name__}")
+
+
+def end_broken(request: web.BaseRequest) -> None:
+    """End a connection whose body cannot be completed: a reset (SO_LINGER 0), not a FIN,
+    so that not even a close-delimited HTTP/1.0 body looks complete (RFC 9112 §6.3)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def peer_in(remote: str | None, nets: tuple[Any, ...]) -> bool:
+    """Is the peer address ``remote`` in one of ``nets`` (IPv4-mapped IPv6 as IPv4)?"""
+    if not remote:
+        return False
+    try:
+        addr = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == n.version and addr in n for n in nets)
 
 
 class HitSource(Protocol):
@@ -274,8 +320,24 @@ class Front:
         ``internal``: the primary's door for its hit workers, whose requests the
         worker has already logged and counted.
         """
+        trusted = internal
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            try:
+                return await self.dispatch(request, trusted)
+            except web.HTTPException:
+                raise
+            except Exception as exc:  # a request we cannot make sense of: one line, a 400
+                log.warning(
+                    "bad request from %s: %s: %s",
+                    logsafe(str(request.remote)),
+                    type(exc).__name__,
+                    logsafe(str(exc)),
+                )
+                return text_response(400, "bad request")
+
         return web.Server(
-            self.dispatch,
+            handler,
             access_log_class=self.access_logger_class(internal),
             access_log=log,
             handler_cancellation=False,  # a client leaving never cancels a download
@@ -300,9 +362,20 @@ class Front:
         return True
 
     async def health(self) -> web.Response:
-        return web.Response(text="ok") if self.ready else text_response(503, "starting")
+        """200 while serving; a failing background task makes it "degraded: ..." (still 200:
+        hits and downloads work, an operator has something to fix)."""
+        if not self.ready:
+            return text_response(503, "starting")
+        problems = self.health_problems()
+        if problems:
+            return text_response(200, "degraded: " + "; ".join(problems))
+        return web.Response(text="ok")
 
-    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+    def health_problems(self) -> list[str]:
+        """Background tasks that are failing (the proxy still serves)."""
+        return []
+
+    async def dispatch(self, request: web.BaseRequest, trusted: bool = False) -> web.StreamResponse:
         """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
         answer = self.small.answers.get(request.raw_path)
         if (
@@ -326,7 +399,8 @@ class Front:
             if url.scheme != "http" or not routing.forward_host_allowed(
                 url.host, url.port, self.config.allowed_hosts
             ):
-                return text_response(403, f"host {url.host} is not an upstream of this proxy")
+                shown = logsafe(str(url.host), 256)
+                return text_response(403, f"host {shown} is not an upstream of this proxy")
             if not path.startswith(("/archive/", "/file/")):
                 return text_response(
                     404, "only /archive/<archive>/<timestamp>/ and /file/<sha1> URLs are served"
@@ -334,6 +408,9 @@ class Front:
         elif path == "/healthz":
             return await self.health()
         elif path == "/metrics":
+            nets = self.config.metrics_nets
+            if nets is not None and not trusted and not peer_in(request.remote, nets):
+                return text_response(403, "/metrics is not served to this address")
             return await self.render_metrics()
         return await self.archive(request)
 
@@ -411,6 +488,9 @@ class ProxyApp(Front):
         self.cache = Cache(config, self.metrics, on_evict=self._evicted)
         self.source = self.cache
 
+    def health_problems(self) -> list[str]:
+        return self.cache.problems()
+
     def _evicted(self) -> None:
         self.small.clear()
         if self.board is not None:
@@ -448,7 +528,10 @@ class ProxyApp(Front):
                 return error_response(exc)
             if isinstance(found, BlobRow):
                 request[CACHE_KEY] = "HIT"
-                return await self._file(request, target, found)
+                stored = await self._stored(request, target, found)
+                if stored is None:
+                    continue  # evicted between lookup and open: look again (a miss now)
+                return stored
             flight = found
             request[CACHE_KEY] = "MISS" if flight.waiters == 1 else "COALESCED"
             if flight.refetch:
@@ -460,19 +543,64 @@ class ProxyApp(Front):
             return await self._from_flight(request, target, flight)
         return text_response(502, "file vanished while being stored")
 
+    async def _stored(
+        self, request: web.BaseRequest, target: Target, row: BlobRow
+    ) -> web.StreamResponse | None:
+        """A stored blob, pinned against eviction until its file is open; None if it is gone.
+
+        Eviction never deletes a pinned blob, and a blob being deleted cannot be
+        pinned: its deletion is awaited and the caller looks the file up again.
+        """
+        cache = self.cache
+        deleting = cache.pin(row.sha256)
+        if deleting is not None:
+            await asyncio.shield(deleting)
+            return None
+        pinned = True
+        try:
+            if self.small.get(row.sha256) is None:
+                os.stat(cache.blob_path(row.sha256))  # cached metadata: microseconds
+            resp = await self._file(request, target, row)
+            if isinstance(resp, BlobResponse):
+                resp.released = lambda: cache.unpin(row.sha256)
+                pinned = False  # the response unpins once it has the file open
+            return resp
+        except FileNotFoundError:
+            cache.forget(row.sha256)  # an index row without its file: fetch it again
+            return None
+        finally:
+            if pinned:
+                cache.unpin(row.sha256)
+
     async def _from_flight(
         self, request: web.BaseRequest, target: Target, flight: Flight
     ) -> web.StreamResponse:
+        """Stream a download in progress to a client, under one rule:
+
+        **no client may take a body for complete unless it was verified.** The length
+        is sent when known (announced by upstream, or from the Release/Packages
+        chain) and the final byte is held back until the whole download passed
+        every check (``flight.tee``). When the length is not known, an HTTP/1.1
+        client gets chunked framing whose last chunk is only written after
+        verification; an HTTP/1.0 client has no framing that could say "cut"
+        (the end of a close-delimited body is the end of the body), so it waits for
+        the verified blob and gets it with its Content-Length. A failed download
+        ends the connection with a reset (``end_broken``), never a clean close.
+        """
         await flight.started()
         ranged = hdrs.RANGE in request.headers or hdrs.IF_RANGE in request.headers
-        if flight.done.done() or ranged:
+        unframed = request.version < HttpVersion11 and (
+            flight.attempt is None or flight.attempt.size is None
+        )
+        if flight.done.done() or ranged or unframed:
             # Ranges are served from the finished, verified blob (RFC 9110 §14.2).
             try:
                 row = await asyncio.shield(flight.done)
             except Exception as exc:
                 return error_response(exc)
             assert row is not None
-            return await self._file(request, target, row)
+            stored = await self._stored(request, target, row)
+            return stored if stored is not None else text_response(503, "evicted; ask again")
         att = flight.attempt
         assert att is not None
         headers = self._headers(request, target)
@@ -491,9 +619,8 @@ class ProxyApp(Front):
                 await resp.write(chunk)
         except Aborted as exc:
             # Never let a client take an unverified or short body for a complete one.
-            log.info("aborting %s: %s", request.path, exc)
-            if request.transport is not None:
-                request.transport.abort()
+            log.info("aborting %s: %s", logsafe(request.path), exc)
+            end_broken(request)
             return resp
         await resp.write_eof()
         return resp

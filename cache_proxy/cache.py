@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from cache_proxy.flight import Flight
 from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Kind, Target
+from cache_proxy.safety import logsafe
 from cache_proxy.store import BlobStore
 from cache_proxy.upstream import NotFound, Upstream, UpstreamError
 from cache_proxy.verify import Expect, Hasher, VerifyError
@@ -69,9 +70,11 @@ class Cache:
         self._volatility = timestamps.Volatility(config.volatile_window)
         self._recent: OrderedDict[str, BlobRow] = OrderedDict()  # results of ended flights
         self._parsing: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
-        self.atimes = AccessTimes(self.index)
+        self.atimes = AccessTimes(self.index, metrics)
         self.size = 0
         self._evicting: asyncio.Task[None] | None = None
+        self.serving: Counter[str] = Counter()  # blobs being opened for a client: kept
+        self._deleting: dict[str, asyncio.Future[None]] = {}  # blobs eviction is removing
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -134,6 +137,33 @@ class Cache:
 
     def touch(self, sha256: str) -> None:
         self.atimes.touch(sha256)
+
+    # ---------------------------------------------------------------- pinning
+    def pin(self, sha256: str) -> asyncio.Future[None] | None:
+        """Keep ``sha256`` from eviction while it is served; unpin when its file is open.
+
+        If eviction is deleting it right now, nothing is pinned and the deletion is
+        returned to await: the caller then looks the file up again.
+        """
+        deleting = self._deleting.get(sha256)
+        if deleting is not None:
+            return deleting
+        self.serving[sha256] += 1
+        return None
+
+    def unpin(self, sha256: str) -> None:
+        self.serving[sha256] -= 1
+        if self.serving[sha256] <= 0:
+            del self.serving[sha256]
+
+    def forget(self, sha256: str) -> None:
+        """Drop what memory says about a blob that is gone (the index is the truth)."""
+        for table in (self._hot, self._recent):
+            for key in [k for k, row in table.items() if row.sha256 == sha256]:
+                del table[key]
+
+    def problems(self) -> list[str]:
+        return self.atimes.problems()
 
     async def cached(self, target: Target, run: str) -> BlobRow | None:
         """Steps 1-3 of the lookup order, without any upstream request."""
@@ -254,13 +284,15 @@ class Cache:
                 if isinstance(found, Flight):
                     await asyncio.shield(found.done)
             except Exception as exc:
-                log.info("could not fetch %s to check %s: %s", path, target.path, exc)
+                log.info("could not fetch %s to check %s: %s", path, logsafe(target.path), exc)
                 continue
             await self._parsed(target.archive, run)
             if await self._listed(target, run):
                 return True
         self.metrics.inc("unlisted_total")
-        log.info("%s/%s/%s is in no known index of its run", target.archive, run, target.path)
+        log.info(
+            "%s/%s/%s is in no known index of its run", target.archive, run, logsafe(target.path)
+        )
         return False
 
     async def _ensure_release(self, target: Target) -> None:
@@ -273,7 +305,7 @@ class Cache:
                     await asyncio.shield(found.done)
                 return
             except Exception as exc:  # no signed root: indexes get length checks only
-                log.info("no %s for %s: %s", name, target.path, exc)
+                log.info("no %s for %s: %s", name, logsafe(target.path), exc)
 
     async def _start(
         self, key: str, body: Callable[[Flight], Awaitable[None]], refetch: bool = False
@@ -409,7 +441,7 @@ class Cache:
 
     async def _receive(self, flight: Flight, job: Job, resp: aiohttp.ClientResponse) -> BlobRow:
         """Write one attempt to a temp file while hashing, verify, commit."""
-        hasher = Hasher(job.expect, resp.content_length)
+        hasher = Hasher(job.expect, resp.content_length, self.config.max_body)
         ctype = httpsem.content_type(job.target.path)
         mtime = httpsem.parse_http_date(resp.headers.get("Last-Modified"))
         tmp = self.store.new_tmp()
@@ -565,14 +597,23 @@ class Cache:
         await self.atimes.flush()
         loop = asyncio.get_running_loop()
         while self.size > cap:
-            victims = await self.index.call(Index.oldest, 64)
+            victims = await self.index.call(Index.oldest, 64, sorted(self.serving))
             if not victims:
                 break
             for sha, size in victims:
                 if self.size <= cap:
                     break
-                await self.index.call(Index.delete_blob, sha)
-                await loop.run_in_executor(None, self.store.remove, sha)
+                if sha in self.serving:  # pinned while we awaited: it stays
+                    self.metrics.inc("evict_skipped_total")
+                    continue
+                # From here on nobody can pin it: they await this and look again.
+                self._deleting[sha] = loop.create_future()
+                self.forget(sha)
+                try:
+                    await self.index.call(Index.delete_blob, sha)
+                    await loop.run_in_executor(None, self.store.remove, sha)
+                finally:
+                    self._deleting.pop(sha).set_result(None)
                 self.size -= size
                 self.metrics.inc("evictions_total")
                 self.metrics.inc("evicted_bytes_total", size)

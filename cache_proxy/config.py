@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
+
+from cache_proxy.safety import redact
 
 SNAPSHOT_HOST: Final = "snapshot.debian.org"
 DEFAULT_UPSTREAM: Final = f"http://{SNAPSHOT_HOST}/archive/"
@@ -59,18 +62,45 @@ class ProxyConfig:
     access_log: str | None = "-"  # "-" stderr, a path, or None
     archives: tuple[str, ...] = ("debian", "debian-security", "debian-debug", "debian-ports")
     workers: int = 1  # processes on the port: the primary plus workers-1 hit workers
+    # Hostile upstream: every size and time of a download is bounded.
+    max_header_bytes: int = 8190  # one header line or field (aiohttp's own default)
+    max_headers: int = 128  # header fields in one upstream answer
+    max_body: int = 8 << 30  # a body with no known length stops here (largest .debs ~2 GiB)
+    min_rate: float = 1024.0  # bytes/s over ``rate_window``, else the attempt is dropped
+    rate_window: float = 30.0
+    slow_rate: float = 64 * 1024.0  # bytes/s over ``slow_after`` seconds: below, the
+    slow_after: float = 5.0  # download gives its connection slot to others
+    deadline: float = 6 * 3600.0  # seconds one attempt may take, however fast it goes
+    resumes: int = 3  # Range requests to continue one cut attempt
+    # Origins (scheme://host[:port]) besides the upstreams' own that redirects may lead to.
+    redirect_origins: tuple[str, ...] = ()
+    # Networks /metrics answers to (CIDR); None: everyone who reaches the port.
+    metrics_networks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.upstreams:
             raise ValueError("at least one upstream is needed")
         for up in self.upstreams:
             parts = urlsplit(up)
+            shown = redact(up)  # an error line must not carry the upstream's password
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"upstream {up!r} is not an http(s) URL")
+                raise ValueError(f"upstream {shown!r} is not an http(s) URL")
             if not up.endswith("/"):
-                raise ValueError(f"upstream {up!r} must end with '/'")
+                raise ValueError(f"upstream {shown!r} must end with '/'")
+        for origin in self.redirect_origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"redirect origin {redact(origin)!r} is not an http(s) origin")
+        for net in self.metrics_networks or ():
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
+
+    @property
+    def metrics_nets(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+        if self.metrics_networks is None:
+            return None
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.metrics_networks)
 
     @property
     def allowed_hosts(self) -> frozenset[str]:

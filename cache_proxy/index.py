@@ -14,6 +14,7 @@ event loop. Tables:
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
 
 from cache_proxy.debindex import Entries
+from cache_proxy.metrics import Metrics
+
+log = logging.getLogger("cache_proxy.index")
 
 _SCHEMA: Final = """
 PRAGMA journal_mode=WAL;
@@ -186,13 +190,13 @@ class Index:
     def total_size(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0])
 
-    def oldest(self, limit: int) -> list[tuple[str, int]]:
-        return [
-            (str(s), int(n))
-            for s, n in self.db.execute(
-                "SELECT sha256, size FROM blobs ORDER BY atime LIMIT ?", (limit,)
-            )
-        ]
+    def oldest(self, limit: int, keep: Iterable[str] = ()) -> list[tuple[str, int]]:
+        """The ``limit`` least recently used blobs, those in ``keep`` left out."""
+        kept = set(keep)
+        rows = self.db.execute(
+            "SELECT sha256, size FROM blobs ORDER BY atime LIMIT ?", (limit + len(kept),)
+        )
+        return [(str(s), int(n)) for s, n in rows if s not in kept][:limit]
 
     def delete_blob(self, sha256: str) -> None:
         with self.db:
@@ -253,31 +257,70 @@ class AccessTimes:
     """
 
     FLUSH_SECONDS: Final = 5.0
+    MAX_PENDING: Final = 1 << 20  # while the index refuses writes, keep at most this many
+    TASK: Final = "access_times"
 
-    def __init__(self, index: AsyncIndex) -> None:
+    def __init__(self, index: AsyncIndex, metrics: Metrics | None = None) -> None:
         self.index = index
+        self.metrics = metrics
         self._pending: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self.error: str | None = None  # the last failure, until a write succeeds again
+        self.flush_seconds = self.FLUSH_SECONDS
 
     def touch(self, sha256: str) -> None:
         self._pending[sha256] = time.time()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
+        self._report(None)
+
+    def problems(self) -> list[str]:
+        return [f"access-time writer: {self.error}"] if self.error else []
+
+    def _report(self, error: str | None) -> None:
+        if error is not None and self.error is None:
+            log.warning("access-time writer: %s (LRU order is kept in memory meanwhile)", error)
+        elif error is None and self.error is not None:
+            log.warning("access-time writer: writing again")
+        self.error = error
+        if self.metrics is not None:
+            self.metrics.set("background_ok", 0 if error else 1, task=self.TASK)
+            if error:
+                self.metrics.inc("background_errors_total", task=self.TASK)
 
     async def flush(self) -> None:
+        """Write pending access times; on a sqlite error (disk full, locked, damaged) keep
+        them for the next round and raise."""
         if self._pending:
             batch, self._pending = self._pending, {}
-            await self.index.call(Index.touch, batch)
+            try:
+                await self.index.call(Index.touch, batch)
+            except BaseException:
+                for sha, t in batch.items():  # newer touches meanwhile win
+                    self._pending.setdefault(sha, t)
+                if len(self._pending) > self.MAX_PENDING:
+                    self._pending.clear()  # bounded memory; LRU order is only a hint
+                raise
 
     async def _loop(self) -> None:
+        """Survives every error but cancellation: a full disk must not freeze LRU order."""
         while True:
-            await asyncio.sleep(self.FLUSH_SECONDS)
-            await self.flush()
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except (sqlite3.Error, OSError) as exc:
+                self._report(f"{type(exc).__name__}: {exc}")
+            else:
+                if self.error is not None:
+                    self._report(None)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("access-time writer: last batch lost: %s", exc)

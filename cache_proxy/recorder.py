@@ -21,6 +21,7 @@ from yarl import URL
 
 from cache_proxy import debindex, httpsem, timestamps
 from cache_proxy.routing import Target
+from cache_proxy.safety import logsafe
 from cache_proxy.upstream import NotFound, UpstreamError
 from cache_proxy.verify import Expect, Hasher
 
@@ -40,8 +41,15 @@ async def _fetch_small(cache: Cache, target: Target) -> tuple[bytes, float | Non
 
     async def on_body(resp: aiohttp.ClientResponse) -> tuple[bytes, float | None]:
         if (resp.content_length or 0) > MAX_ROOT_BYTES:
-            raise UpstreamError(f"{target.path} is implausibly large")
-        data = await resp.read()
+            raise UpstreamError(f"{logsafe(target.path)} is implausibly large")
+        parts: list[bytes] = []
+        got = 0
+        async for chunk in resp.content.iter_chunked(256 * 1024):  # bounded, length or not
+            got += len(chunk)
+            if got > MAX_ROOT_BYTES:
+                raise UpstreamError(f"{logsafe(target.path)} is implausibly large")
+            parts.append(chunk)
+        data = b"".join(parts)
         cache.metrics.inc("upstream_bytes_total", len(data))
         hasher = Hasher(Expect(), resp.content_length)
         hasher.update(data)

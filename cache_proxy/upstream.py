@@ -1,22 +1,41 @@
-"""The polite upstream client: per-host connection limit, backoff, Retry-After, fail-over.
+"""The polite, and wary, upstream client: per-host slots, backoff, Retry-After, fail-over.
 
-One aiohttp session, no total timeout (a large .deb may take long) but connect and
-read-gap timeouts, no automatic decompression (we store the archive's exact bytes),
+One aiohttp session, no automatic decompression (we store the archive's exact bytes),
 redirects followed by hand so the caller can learn from each hop
 (``/archive/<a>/<run>/`` resolves a timestamp; ``/file/<sha1>`` names the content).
+
+An upstream may be broken or hostile; every way it could make us store or serve
+wrong bytes, or hold us up, is bounded here:
+
+- ``Accept-Encoding: identity`` is sent and any other ``Content-Encoding`` refused
+  (RFC 9110 §8.4, §12.5.3): a gzip answer stored as the plain file would be served as
+  that file for a year;
+- redirects are followed only to an upstream's own base (scheme, host *and* port,
+  RFC 6454 §4), to the ``/file/`` door of the origin that redirected, or to an origin
+  given with ``--redirect-origin``;
+- header lines, header count, the body beyond its expected size, the silence between
+  two reads, the average rate (``min_rate`` over ``rate_window``) and the whole attempt
+  (``deadline``) are bounded; an attempt over a bound is dropped and retried;
+- a download slower than ``slow_rate`` gives its connection slot back, so a trickling
+  upstream answer cannot keep every other cold fetch waiting (at most ``limit`` slow
+  ones per host besides the ``limit`` normal ones).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
 
 import aiohttp
+from aiohttp import hdrs
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -27,6 +46,8 @@ from yarl import URL
 
 from cache_proxy.config import ProxyConfig
 from cache_proxy.metrics import Metrics
+from cache_proxy.routing import FILE_SHA1
+from cache_proxy.safety import logsafe, redact
 from cache_proxy.verify import VerifyError
 
 log = logging.getLogger("cache_proxy.upstream")
@@ -47,6 +68,142 @@ class UpstreamError(Exception):
     def __init__(self, message: str, status: int = 502) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RefusedEncoding(UpstreamError):
+    """A Content-Encoding other than identity: never stored, the next mirror is tried."""
+
+
+class SlowUpstream(TimeoutError):
+    """An attempt fell under the minimum rate or over the deadline: dropped, retried."""
+
+
+def check_encoding(headers: Any) -> None:
+    """RFC 9110 §8.4: we asked for identity; anything else would be stored as the file."""
+    coding = str(headers.get(hdrs.CONTENT_ENCODING, "")).strip().lower()
+    if coding not in ("", "identity"):
+        raise RefusedEncoding(f"upstream sent Content-Encoding {logsafe(coding)!r}")
+    transfer = str(headers.get(hdrs.TRANSFER_ENCODING, "")).replace(" ", "").lower()
+    if transfer not in ("", "chunked", "identity"):
+        raise RefusedEncoding(f"upstream sent Transfer-Encoding {logsafe(transfer)!r}")
+
+
+def origin_text(url: URL) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def origin(url: URL) -> tuple[str, str, int]:
+    """RFC 6454 §4: scheme, host and port (the scheme's default if none is given)."""
+    scheme = (url.scheme or "").lower()
+    port = url.port or (443 if scheme == "https" else 80)
+    return scheme, (url.host or "").lower().rstrip("."), port
+
+
+def redirect_allowed(
+    current: URL, nxt: URL, bases: Sequence[str], extra: Sequence[str] = ()
+) -> bool:
+    """May a redirect from ``current`` lead to ``nxt``?
+
+    Yes under an upstream's own base (same origin, path below the base's path), to
+    the ``/file/<sha1>`` door of the origin that redirected (snapshot.debian.org's
+    content door), or to an origin listed in ``extra``. Host names alone are not
+    enough: another port or scheme of the same host is another server.
+    """
+    if nxt.scheme not in ("http", "https") or not nxt.host:
+        return False
+    where = origin(nxt)
+    if any(origin(URL(e)) == where for e in extra):
+        return True
+    for base in bases:
+        b = URL(base)
+        if origin(b) == where and nxt.path.startswith(b.path):
+            return True
+    return where == origin(current) and FILE_SHA1.match(nxt.path) is not None
+
+
+@dataclass
+class Pace:
+    """Is one download going fast enough? The sync core the watchdog samples."""
+
+    min_rate: float
+    window: float
+    slow_rate: float
+    slow_after: float
+    deadline: float
+    start: float
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def _since(self, now: float, span: float) -> int | None:
+        """Bytes received in the last ``span`` seconds, None if the download is younger."""
+        t0 = now - span
+        if t0 < self.start:
+            return None
+        base = 0
+        for t, n in self.samples:
+            if t > t0:
+                break
+            base = n
+        return self.samples[-1][1] - base
+
+    def note(self, now: float, total: int) -> str | None:
+        """Record ``total`` bytes at ``now``; a reason to drop the attempt, or None."""
+        if not self.samples:
+            self.samples.append((self.start, 0))
+        self.samples.append((now, total))
+        keep = now - max(self.window, self.slow_after)
+        while len(self.samples) > 2 and self.samples[1][0] <= keep:
+            self.samples.pop(0)
+        if now - self.start > self.deadline:
+            return f"took longer than the {self.deadline:g} s deadline"
+        got = self._since(now, self.window)
+        if got is not None and got < self.min_rate * self.window:
+            return f"{got} bytes in {self.window:g} s, under {self.min_rate:g} bytes/s"
+        return None
+
+    def slow(self, now: float) -> bool:
+        got = self._since(now, self.slow_after)
+        return got is not None and got < self.slow_rate * self.slow_after
+
+
+@dataclass
+class Slot:
+    key: str
+    slow: bool = False
+
+
+class Slots:
+    """Per-origin connection slots; a slow download may move to a second, bounded pool."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._slow: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[Slot]:
+        sem = self._sems.setdefault(key, asyncio.Semaphore(self.limit))
+        await sem.acquire()
+        slot = Slot(key)
+        try:
+            yield slot
+        finally:
+            if slot.slow:
+                self._slow[key] -= 1
+            else:
+                sem.release()
+
+    def demote(self, slot: Slot) -> bool:
+        """Give ``slot`` back to the normal pool if the slow pool has room."""
+        if slot.slow or self._slow[slot.key] >= self.limit:
+            return False
+        slot.slow = True
+        self._slow[slot.key] += 1
+        self._sems[slot.key].release()
+        return True
+
+    def slow_count(self, key: str) -> int:
+        return self._slow[key]
 
 
 class TransientStatus(Exception):
@@ -90,19 +247,23 @@ class Upstream:
         self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self._down_until: dict[str, float] = {}
+        self.slots = Slots(config.per_host_connections)
 
     async def start(self) -> None:
+        c = self.config
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0, limit_per_host=self.config.per_host_connections
-            ),
+            # Our slots bound the normal downloads per origin; the connector's limit is
+            # the hard ceiling, slow ones included.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=2 * c.per_host_connections),
             timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.config.connect_timeout,
-                sock_read=self.config.read_timeout,
+                total=None, sock_connect=c.connect_timeout, sock_read=c.read_timeout
             ),
             auto_decompress=False,
-            headers={"User-Agent": "reprobase-cache-proxy/0.1"},
+            headers={"User-Agent": "reprobase-cache-proxy/0.1", "Accept-Encoding": "identity"},
+            max_line_size=c.max_header_bytes,
+            max_field_size=c.max_header_bytes,
+            max_headers=c.max_headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
@@ -130,7 +291,7 @@ class Upstream:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, VerifyError):
             self.metrics.inc("verify_failures_total")
-        log.info("upstream: retry %d after %s", state.attempt_number, exc or "error")
+        log.info("upstream: retry %d after %s", state.attempt_number, redact(str(exc or "error")))
 
     async def fetch(
         self,
@@ -153,7 +314,7 @@ class Upstream:
                 all_404 = False
                 last = exc
                 self._down_until[base] = time.monotonic() + BREAKER_SECONDS
-                log.warning("upstream %s failed: %s", url, exc)
+                log.warning("upstream %s failed: %s", redact(url), redact(str(exc)))
                 continue
             self._down_until.pop(base, None)
             return result
@@ -162,7 +323,7 @@ class Upstream:
         if isinstance(last, UpstreamError):
             raise last
         raise UpstreamError(
-            f"upstream failed after retries: {last}",
+            f"upstream failed after retries: {redact(str(last)) or type(last).__name__}",
             504 if isinstance(last, asyncio.TimeoutError) else 502,
         ) from last
 
@@ -192,36 +353,98 @@ class Upstream:
     ) -> T:
         assert self._session is not None
         target = URL(url, encoded=True)
-        for _ in range(MAX_REDIRECTS + 1):
-            counted = False
-            try:
-                async with self._session.get(target, allow_redirects=False) as resp:
-                    counted = True
-                    self.metrics.inc("upstream_requests_total", status=str(resp.status))
-                    if resp.status in REDIRECTS and "Location" in resp.headers:
-                        nxt = target.join(URL(resp.headers["Location"], encoded=True))
-                        if nxt.host != target.host:
-                            raise UpstreamError(f"refusing redirect to another host: {nxt.host}")
-                        shortcut = await on_redirect(nxt)
-                        if shortcut is not None:
-                            return shortcut
-                        target = nxt
-                        continue
-                    if resp.status == 200:
-                        return await on_body(resp)
-                    if resp.status in (404, 410):
-                        raise NotFound(f"upstream {resp.status} for {target}")
-                    if resp.status == 429 or resp.status >= 500:
-                        raise TransientStatus(
-                            resp.status,
-                            parse_retry_after(resp.headers.get("Retry-After"), time.time()),
-                        )
-                    raise UpstreamError(f"upstream answered {resp.status} for {target}")
-            except (TimeoutError, aiohttp.ClientError):
-                if not counted:
-                    self.metrics.inc("upstream_requests_total", status="error")
-                raise
-        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects for {url}")
+        key = origin_text(target)
+        async with self.slots.hold(key) as slot:
+            for _ in range(MAX_REDIRECTS + 1):
+                counted = False
+                try:
+                    # Headers are bounded in size by the session and in time here.
+                    resp = await asyncio.wait_for(
+                        self._session.get(target, allow_redirects=False),
+                        self.config.connect_timeout + self.config.read_timeout,
+                    )
+                    async with resp:
+                        counted = True
+                        self.metrics.inc("upstream_requests_total", status=str(resp.status))
+                        if resp.status in REDIRECTS and "Location" in resp.headers:
+                            nxt = target.join(URL(resp.headers["Location"], encoded=True))
+                            if not redirect_allowed(
+                                target, nxt, self.config.upstreams, self.config.redirect_origins
+                            ):
+                                self.metrics.inc("refused_total", reason="redirect")
+                                raise UpstreamError(
+                                    "refusing redirect to "
+                                    + logsafe(origin_text(nxt))
+                                    + ", not an upstream of this proxy"
+                                )
+                            shortcut = await on_redirect(nxt)
+                            if shortcut is not None:
+                                return shortcut
+                            target = nxt
+                            continue
+                        if resp.status == 200:
+                            try:
+                                check_encoding(resp.headers)
+                            except RefusedEncoding:
+                                self.metrics.inc("refused_total", reason="encoding")
+                                raise
+                            return await self._body(resp, slot, on_body)
+                        shown = redact(str(target))
+                        if resp.status in (404, 410):
+                            raise NotFound(f"upstream {resp.status} for {shown}")
+                        if resp.status == 429 or resp.status >= 500:
+                            raise TransientStatus(
+                                resp.status,
+                                parse_retry_after(resp.headers.get("Retry-After"), time.time()),
+                            )
+                        raise UpstreamError(f"upstream answered {resp.status} for {shown}")
+                except (TimeoutError, aiohttp.ClientError):
+                    if not counted:
+                        self.metrics.inc("upstream_requests_total", status="error")
+                    raise
+        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects for {redact(url)}")
+
+    async def _body(
+        self,
+        resp: aiohttp.ClientResponse,
+        slot: Slot,
+        on_body: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+    ) -> T:
+        """``on_body(resp)`` under the watchdog: rate, deadline, slot given up when slow."""
+        why: list[str] = []
+        try:
+            async with asyncio.timeout(None) as cm:
+                watch = asyncio.create_task(self._watch(resp, slot, cm, why))
+                try:
+                    return await on_body(resp)
+                finally:
+                    watch.cancel()
+        except TimeoutError:
+            if why:
+                self.metrics.inc("slow_aborts_total")
+                raise SlowUpstream(f"upstream too slow: {why[0]}") from None
+            raise
+
+    async def _watch(
+        self, resp: aiohttp.ClientResponse, slot: Slot, cm: asyncio.Timeout, why: list[str]
+    ) -> None:
+        c = self.config
+        loop = asyncio.get_running_loop()
+        pace = Pace(c.min_rate, c.rate_window, c.slow_rate, c.slow_after, c.deadline, loop.time())
+        tick = max(0.01, min(1.0, c.slow_after / 4, c.rate_window / 4))
+        while True:
+            await asyncio.sleep(tick)
+            if resp.content.at_eof():
+                return  # every byte is in: verifying and storing are not upstream's time
+            now = loop.time()
+            reason = pace.note(now, resp.content.total_bytes)
+            if reason is not None:
+                why.append(reason)
+                cm.reschedule(loop.time())
+                return
+            if pace.slow(now) and self.slots.demote(slot):
+                self.metrics.inc("slow_downloads_total")
+                log.info("upstream: a slow download gives up its connection slot")
 
 
 _RETRYABLE: Final = (

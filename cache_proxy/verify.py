@@ -41,9 +41,15 @@ class Digest:
 class Hasher:
     """Incremental hashes of a download; ``finish`` checks them against an ``Expect``."""
 
-    def __init__(self, expect: Expect, content_length: int | None) -> None:
+    def __init__(
+        self, expect: Expect, content_length: int | None, max_body: int | None = None
+    ) -> None:
         self.expect = expect
         self.content_length = content_length
+        # The first bound known: the expected size, the announced length, else the cap.
+        self.limit = next(
+            (n for n in (expect.size, content_length, max_body) if n is not None), None
+        )
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._sha1 = hashlib.sha1()
@@ -59,9 +65,8 @@ class Hasher:
         self._sha1.update(chunk)
         if self._extra is not None:
             self._extra.update(chunk)
-        limit = self.expect.size if self.expect.size is not None else self.content_length
-        if limit is not None and self.size > limit:
-            raise VerifyError(f"more than {limit} bytes received")
+        if self.limit is not None and self.size > self.limit:
+            raise VerifyError(f"more than {self.limit} bytes received")
 
     def finish(self) -> Digest:
         d = Digest(self.size, self._sha256.hexdigest(), self._sha1.hexdigest())

@@ -32,12 +32,21 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from cache_proxy import sendfile
-from cache_proxy.app import CACHE_HEADER, CACHE_KEY, METRICS_TYPE, SMALL_BLOB, Front, text_response
+from cache_proxy.app import (
+    CACHE_HEADER,
+    CACHE_KEY,
+    METRICS_TYPE,
+    SMALL_BLOB,
+    Front,
+    end_broken,
+    text_response,
+)
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
 from cache_proxy.metrics import RowMetrics
 from cache_proxy.reader import StoreReader
 from cache_proxy.routing import Target
+from cache_proxy.safety import logsafe
 
 log = logging.getLogger("cache_proxy.workers")
 
@@ -88,23 +97,32 @@ class WorkerApp(Front):
         self.source = self.reader
         self.primary = primary
         self._session: aiohttp.ClientSession | None = None
+        # HTTP/1.0 clients are relayed as HTTP/1.0: the primary decides framing by the
+        # client's version (see ProxyApp._from_flight), and such a client needs a length.
+        self._session10: aiohttp.ClientSession | None = None
 
-    async def startup(self) -> None:
-        self.access.start()
-        await self.reader.open()
-        self._session = aiohttp.ClientSession(
+    def _primary_session(self, version: aiohttp.HttpVersion) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(self.primary, limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=(hdrs.USER_AGENT, hdrs.ACCEPT_ENCODING, hdrs.ACCEPT),
+            version=version,
         )
+
+    async def startup(self) -> None:
+        self.access.start()
+        await self.reader.open()
+        self._session = self._primary_session(aiohttp.HttpVersion11)
+        self._session10 = self._primary_session(aiohttp.HttpVersion10)
         self.ready = True
 
     async def cleanup(self) -> None:
         self.ready = False
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._session10):
+            if session is not None:
+                await session.close()
         await self.reader.close()
         await self.access.close()
 
@@ -170,10 +188,11 @@ class WorkerApp(Front):
 
     async def relay(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         """Ask the primary, stream its answer; a short body is aborted, never completed."""
-        assert self._session is not None
+        assert self._session is not None and self._session10 is not None
         url = f"{PRIMARY}{target.request_path}"
+        session = self._session10 if request.version < aiohttp.HttpVersion11 else self._session
         try:
-            up = await self._session.request(
+            up = await session.request(
                 request.method,
                 url,
                 headers=_relayed(request.headers.items()),
@@ -193,15 +212,13 @@ class WorkerApp(Front):
                     await resp.write(chunk)
                     sent += len(chunk)
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                log.info("aborting %s: primary's answer broke off: %s", target.path, exc)
-                if request.transport is not None:
-                    request.transport.abort()
+                log.info("aborting %s: primary's answer broke off: %s", logsafe(target.path), exc)
+                end_broken(request)
                 return resp
             except ConnectionResetError:
                 return resp  # the client left; the primary's download goes on
             if up.content_length is not None and sent != up.content_length:
-                if request.transport is not None:
-                    request.transport.abort()
+                end_broken(request)
                 return resp
             await resp.write_eof()
             return resp

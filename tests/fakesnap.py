@@ -19,6 +19,14 @@ Faults, injected per path glob, each for ``times`` requests: ``429`` (with
 Retry-After), ``503``, ``reset`` (connection closed, no answer), ``truncate``
 (half the body, then close), ``corrupt`` (right length, wrong bytes), ``slow``
 (body trickles out in chunks ``delay`` seconds apart).
+
+Hostile ones: ``gzip`` (the body gzip-compressed, ``Content-Encoding: gzip``),
+``redirect`` (302 to ``location``, another port or host), ``trickle`` (one byte every
+``delay`` seconds), ``bigheader`` (a 64 KiB header field), ``pad`` (the right body and
+then more bytes, chunked), ``cut-at`` (``at`` bytes, then close, with the full
+Content-Length; a later ``Range: bytes=N-`` is answered 206). ``framing="chunked"``
+(on the server) answers every body without a Content-Length. ``range_requests``
+records each Range header received.
 """
 
 from __future__ import annotations
@@ -265,10 +273,12 @@ def _stanza(name: str, version: str, path: str, data: bytes) -> str:
 @dataclass
 class Fault:
     pattern: str
-    kind: str  # 429 | 503 | reset | truncate | corrupt | slow
+    kind: str  # 429 | 503 | reset | truncate | corrupt | slow | gzip | redirect | trickle ...
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.05
+    location: str = ""  # redirect: where to
+    at: int = 0  # cut-at: bytes sent before the cut
 
 
 class FakeSnapshot:
@@ -296,6 +306,10 @@ class FakeSnapshot:
         self.bytes_sent = 0
         self.faults: list[Fault] = []
         self.slow_seconds = 0.0  # whole-body delay for every body (cold-miss benchmark)
+        self.framing = "length"  # or "chunked": no Content-Length on any body
+        self.accept_encodings: list[str] = []  # Accept-Encoding of every request
+        self.authorizations: list[str] = []  # Authorization headers received
+        self.range_requests: list[str] = []  # Range headers received
         self.active = 0  # requests being answered right now
         self.max_active = 0  # the most seen at once (per-host connection limit checks)
         self._runner: web.AppRunner | None = None
@@ -321,8 +335,10 @@ class FakeSnapshot:
         times: int = 1,
         retry_after: str | None = None,
         delay: float = 0.05,
+        location: str = "",
+        at: int = 0,
     ) -> Fault:
-        fault = Fault(pattern, kind, times, retry_after, delay)
+        fault = Fault(pattern, kind, times, retry_after, delay, location, at)
         self.faults.append(fault)
         return fault
 
@@ -373,6 +389,12 @@ class FakeSnapshot:
 
     def _note(self, request: web.Request) -> Fault | None:
         self.requests[request.path] += 1
+        self.accept_encodings.append(request.headers.get("Accept-Encoding", ""))
+        if "Authorization" in request.headers:
+            self.authorizations.append(request.headers["Authorization"])
+        if "Range" in request.headers:
+            self.range_requests.append(request.headers["Range"])
+            return None  # a resumed request is answered plainly
         return self._fault(request.path)
 
     @web.middleware
@@ -398,7 +420,7 @@ class FakeSnapshot:
         if data is None:
             return self._status(404)
         if (path.startswith("pool/") and self.redirect_pool) or self.redirect_dists:
-            if fault is not None and fault.kind in ("429", "503", "reset"):
+            if fault is not None and fault.kind in ("429", "503", "reset", "redirect"):
                 return await self._body(request, data, run.when, fault)
             raise web.HTTPFound(f"/file/{sha1(data)}")
         return await self._body(request, data, run.when, fault)
@@ -445,20 +467,43 @@ class FakeSnapshot:
             assert request.transport is not None
             request.transport.abort()
             return web.Response(status=500)
+        if kind == "redirect":
+            assert fault is not None
+            self.statuses[302] += 1
+            return web.Response(status=302, headers={"Location": fault.location})
+        last_modified = email.utils.format_datetime(when, usegmt=True)
+        rng = re.match(r"^bytes=(\d+)-$", request.headers.get("Range", ""))
+        if rng and int(rng[1]) < len(data):
+            return await self._partial(request, data, int(rng[1]), last_modified)
         self.statuses[200] += 1
         body = data
+        headers = {"Last-Modified": last_modified, "Content-Type": "application/octet-stream"}
         if kind == "corrupt":
             mid = len(data) // 2
             body = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
-        resp = web.StreamResponse(
-            headers={
-                "Last-Modified": email.utils.format_datetime(when, usegmt=True),
-                "Content-Type": "application/octet-stream",
-            }
-        )
-        resp.content_length = len(body)
+        elif kind == "gzip":
+            body = gzip.compress(data, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        elif kind == "bigheader":
+            headers["X-Padding"] = "x" * 65536
+        elif kind == "pad":
+            body = data + b"\0" * 4096
+        resp = web.StreamResponse(headers=headers)
+        if self.framing == "length" and kind != "pad":
+            resp.content_length = len(body)
         await resp.prepare(request)
         end = len(body) // 2 if kind == "truncate" else len(body)
+        if kind == "cut-at":
+            assert fault is not None
+            end = fault.at
+        if kind == "trickle":
+            assert fault is not None
+            for i in range(len(body)):
+                await asyncio.sleep(fault.delay)
+                await resp.write(body[i : i + 1])
+                self.bytes_sent += 1
+            await resp.write_eof()
+            return resp
         delay = fault.delay if kind == "slow" and fault else 0.0
         pieces = max(1, -(-end // self.chunk))
         per_piece = self.slow_seconds / pieces if self.slow_seconds else 0.0
@@ -468,9 +513,27 @@ class FakeSnapshot:
             piece = body[off : min(end, off + self.chunk)]
             await resp.write(piece)
             self.bytes_sent += len(piece)
-        if kind == "truncate":
+        if kind in ("truncate", "cut-at"):
             assert request.transport is not None
             request.transport.abort()
             return resp
         await resp.write_eof()
+        return resp
+
+    async def _partial(
+        self, request: web.Request, data: bytes, start: int, last_modified: str
+    ) -> web.StreamResponse:
+        """RFC 9110 §14.4: 206 with Content-Range for ``bytes=start-``."""
+        self.statuses[206] += 1
+        body = data[start:]
+        resp = web.Response(
+            status=206,
+            body=body,
+            headers={
+                "Last-Modified": last_modified,
+                "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        self.bytes_sent += len(body)
         return resp
