@@ -50,4 +50,5 @@ def test_pair_overlaps_agrees_and_fetches_each_file_once(tmp_path: Path) -> None
     assert all(sum(per_url[u].values()) == 2 and per_url[u]["MISS"] == 1 for u in debs)
     # the proxy's own misses (indexes it fetches to check pool files) come on top
     assert metrics["reprobase_proxy_misses_total"] >= sum(c["MISS"] for c in per_url.values())
-    assert r["upstream_bytes_pair"] == metrics["reprobase_proxy_upstream_bytes_total"] > 0
+    # the build reads the archive's Release files before the pair starts: those come on top
+    assert 0 < r["upstream_bytes_pair"] <= metrics["reprobase_proxy_upstream_bytes_total"]
