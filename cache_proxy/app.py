@@ -32,11 +32,12 @@ from cache_proxy.flight import Aborted, Flight, tee
 from cache_proxy.index import BlobRow
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import BadTarget, Target
-from cache_proxy.safety import logsafe
+from cache_proxy.safety import http_logger, logsafe
 from cache_proxy.upstream import NotFound, UpstreamError
 from cache_proxy.verify import VerifyError
 
 log = logging.getLogger("cache_proxy.app")
+HTTP_LOG: Final = http_logger()
 
 CACHE_KEY: Final = web.RequestKey("cache", str)
 CACHE_HEADER: Final = "X-Cache"  # HIT, MISS or COALESCED, as squid and varnish say it
@@ -338,6 +339,7 @@ class Front:
 
         return web.Server(
             handler,
+            logger=HTTP_LOG,
             access_log_class=self.access_logger_class(internal),
             access_log=log,
             handler_cancellation=False,  # a client leaving never cancels a download

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiofiles
 import aiohttp
@@ -25,11 +26,13 @@ from yarl import URL
 
 from cache_proxy import debindex, httpsem, routing, timestamps
 from cache_proxy.config import Mode, ProxyConfig
+from cache_proxy.errors import UserError
 from cache_proxy.flight import Flight
-from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index
+from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index, IndexDamaged
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Kind, Target
 from cache_proxy.safety import logsafe
+from cache_proxy.scrub import check_blob, scrub_store, set_aside
 from cache_proxy.store import BlobStore
 from cache_proxy.upstream import NotFound, Upstream, UpstreamError
 from cache_proxy.verify import Expect, Hasher, VerifyError
@@ -37,6 +40,7 @@ from cache_proxy.verify import Expect, Hasher, VerifyError
 log = logging.getLogger("cache_proxy.cache")
 
 HOT_ENTRIES: Final = 65536
+SCRUB_PAUSE: Final = 24 * 3600.0  # between two background scrub passes
 RECENT_ENTRIES: Final = 4096
 _ARCHIVE_REDIRECT: Final = "/archive/"
 
@@ -80,14 +84,88 @@ class Cache:
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.store.open)
-        await self.index.open()
+        rebuild = await self._open_index()
         on_disk = await loop.run_in_executor(None, lambda: dict(self.store.scan()))
         await self.index.call(Index.reconcile, on_disk, time.time())
+        if rebuild:
+            # Every blob re-hashed: SHA-1s come back (so /file/ redirects find them) and
+            # a blob damaged along with the index goes. Aliases are learnt again.
+            report = await self.index.call(lambda ix: scrub_store(self.store, ix))
+            log.warning("index rebuilt from the blobs: %s", report.line())
+            on_disk = await loop.run_in_executor(None, lambda: dict(self.store.scan()))
         self.size = await self.index.call(Index.total_size)
         self.metrics.set("cache_bytes", self.size)
         self.metrics.set("cache_blobs", len(on_disk))
         await self.upstream.start()
         self.atimes.start()
+        if self.config.scrub_rate:
+            self._spawn(self._scrub_loop())
+
+    async def _open_index(self) -> bool:
+        """Open the index; a damaged one is set aside and a new one made (True), or, if it
+        cannot be moved, the start is refused with one line."""
+        path = self.config.cache_dir / "index.sqlite"
+        try:
+            await self.index.open()
+            return False
+        except IndexDamaged as exc:
+            damage = str(exc)
+        loop = asyncio.get_running_loop()
+        try:
+            aside = await loop.run_in_executor(None, set_aside, path)
+        except OSError as exc:
+            raise UserError(
+                f"the cache index {path} is damaged ({damage}) and cannot be set aside: "
+                f"{exc.strerror or exc}",
+                hint="move it away by hand (the blobs are kept) or give another --cache-dir",
+            ) from None
+        log.warning(
+            "cache index damaged (%s): kept as %s, rebuilding it from the blobs", damage, aside
+        )
+        self.metrics.inc("background_errors_total", task="index")
+        await self.index.open()
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _scrub_loop(self) -> None:
+        """The slow background scrub: every blob re-hashed at ``scrub_rate`` bytes/s, a
+        damaged one deleted (as eviction would: never one being served); again daily."""
+        loop = asyncio.get_running_loop()
+        rate = self.config.scrub_rate
+        while True:
+            try:
+                blobs = await loop.run_in_executor(None, lambda: list(self.store.scan()))
+                for sha, _size in blobs:
+                    await self._scrub_one(sha, rate)
+                self.metrics.set("background_ok", 1, task="scrub")
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("background scrub: %s: %s", type(exc).__name__, exc)
+                self.metrics.inc("background_errors_total", task="scrub")
+                self.metrics.set("background_ok", 0, task="scrub")
+            await asyncio.sleep(SCRUB_PAUSE)
+
+    async def _scrub_one(self, sha: str, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            got = await loop.run_in_executor(None, check_blob, self.store.path(sha), sha)
+        except FileNotFoundError:
+            return  # evicted meanwhile
+        self.metrics.inc("scrubbed_blobs_total")
+        if not got.ok and sha not in self.serving and sha not in self._deleting:
+            log.warning("background scrub: blob %s does not hash to its name: dropped", sha)
+            self.metrics.inc("scrub_dropped_total")
+            await self._remove_blob(sha)
+            self.size -= got.size
+            self.metrics.set("cache_bytes", self.size)
+            self.metrics.inc("cache_blobs", -1)
+            if self.on_evict is not None:
+                self.on_evict()  # memory and hit workers forget it
+        await asyncio.sleep(max(0.0, got.size / rate - (loop.time() - started)))
 
     async def close(self) -> None:
         """Abandon downloads in flight (their temp files are removed) and close the index."""
@@ -585,6 +663,18 @@ class Cache:
         return row
 
     # ---------------------------------------------------------------- eviction
+    async def _remove_blob(self, sha: str) -> None:
+        """Delete a blob nobody has pinned; from the first line on nobody can pin it (they
+        await its deletion and look the file up again)."""
+        loop = asyncio.get_running_loop()
+        self._deleting[sha] = loop.create_future()
+        self.forget(sha)
+        try:
+            await self.index.call(Index.delete_blob, sha)
+            await loop.run_in_executor(None, self.store.remove, sha)
+        finally:
+            self._deleting.pop(sha).set_result(None)
+
     def _maybe_evict(self) -> None:
         cap = self.config.max_size
         if cap is None or self.size <= cap:
@@ -594,8 +684,10 @@ class Cache:
 
     async def _evict(self, cap: int) -> None:
         """Drop least recently used blobs until under the cap (in-flight ones are in tmp/)."""
-        await self.atimes.flush()
-        loop = asyncio.get_running_loop()
+        try:
+            await self.atimes.flush()
+        except (sqlite3.Error, OSError) as exc:  # LRU order from the last good write
+            log.info("eviction: access times not written: %s", exc)
         while self.size > cap:
             victims = await self.index.call(Index.oldest, 64, sorted(self.serving))
             if not victims:
@@ -606,14 +698,7 @@ class Cache:
                 if sha in self.serving:  # pinned while we awaited: it stays
                     self.metrics.inc("evict_skipped_total")
                     continue
-                # From here on nobody can pin it: they await this and look again.
-                self._deleting[sha] = loop.create_future()
-                self.forget(sha)
-                try:
-                    await self.index.call(Index.delete_blob, sha)
-                    await loop.run_in_executor(None, self.store.remove, sha)
-                finally:
-                    self._deleting.pop(sha).set_result(None)
+                await self._remove_blob(sha)
                 self.size -= size
                 self.metrics.inc("evictions_total")
                 self.metrics.inc("evicted_bytes_total", size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -137,6 +138,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="access log file, '-' for stderr (default), 'none' to disable",
     )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("serve", "scrub"),
+        default="serve",
+        help="serve (default), or scrub: re-hash every stored blob, drop damaged ones "
+        "and exit (0: all good, 1: some were dropped)",
+    )
+    parser.add_argument(
+        "--metrics-allow",
+        metavar="CIDR",
+        action="append",
+        default=None,
+        help="answer /metrics only to these networks (repeatable; default: everyone)",
+    )
+    parser.add_argument(
+        "--redirect-origin",
+        metavar="URL",
+        action="append",
+        default=None,
+        help="an origin (scheme://host[:port]) upstream redirects may lead to besides the "
+        "upstreams themselves (repeatable)",
+    )
+    parser.add_argument(
+        "--min-rate",
+        metavar="BYTES",
+        type=float,
+        default=1024.0,
+        help="an upstream download slower than this many bytes/s over 30 s is dropped "
+        "and retried (default 1024)",
+    )
+    parser.add_argument(
+        "--deadline",
+        metavar="SECONDS",
+        type=float,
+        default=6 * 3600.0,
+        help="longest one upstream download attempt may take (default 21600)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ProxyConfig:
@@ -188,11 +227,28 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             volatile_window=timedelta(hours=args.volatile_hours),
             access_log=None if access == "none" else access,
             workers=workers,
+            min_rate=args.min_rate,
+            deadline=args.deadline,
+            redirect_origins=tuple(args.redirect_origin or ()),
+            metrics_networks=_networks(args.metrics_allow),
         )
     except ValueError as exc:
         raise UserError(
             str(exc), hint=f"--upstream takes http(s) URLs such as {DEFAULT_UPSTREAM}"
         ) from exc
+
+
+def _networks(raw: list[str] | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    for net in raw:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise UserError(
+                f"--metrics-allow {net!r} is not a network", hint="e.g. 10.0.0.0/8 or ::1/128"
+            ) from None
+    return tuple(raw)
 
 
 def _check_ranges(args: argparse.Namespace) -> None:
@@ -202,14 +258,31 @@ def _check_ranges(args: argparse.Namespace) -> None:
         ("--retries", args.retries, 1, "at least 1 (one attempt, no retry)"),
         ("--backoff", args.backoff, 0, "0 or more seconds"),
         ("--volatile-hours", args.volatile_hours, 0, "0 or more hours"),
+        ("--min-rate", args.min_rate, 0, "0 (no minimum) or more bytes/s"),
     )
     for flag, value, least, what in checks:
         if value < least:
             raise UserError(f"{flag} {value} is out of range", hint=f"give {what}")
+    if not args.deadline > 0:
+        raise UserError(
+            f"--deadline {args.deadline} is out of range", hint="give more than 0 seconds"
+        )
     if not args.read_timeout > 0:
         raise UserError(
             f"--read-timeout {args.read_timeout} is out of range", hint="give more than 0 seconds"
         )
+
+
+def _is_port_file(path: Path) -> bool:
+    """A file an earlier proxy wrote: one HOST:PORT line."""
+    try:
+        if not path.is_file() or path.stat().st_size > 300:
+            return False
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    _host, sep, port = text.rpartition(":")
+    return bool(sep) and port.isdigit() and "\n" not in text
 
 
 def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
@@ -218,6 +291,11 @@ def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
     parent = path.absolute().parent
     if path.is_dir():
         raise UserError(f"cannot write {flag} {path}: it is a directory", hint="give a file")
+    if flag == "--port-file" and path.exists() and not _is_port_file(path):
+        raise UserError(
+            f"refusing to replace --port-file {path}: it is not a port file (HOST:PORT)",
+            hint="give a new path",
+        )
     existing = parent
     while not existing.exists():
         existing = existing.parent
@@ -232,6 +310,20 @@ def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
             f"cannot write {flag} {path}: {exc.strerror or exc}",
             hint="give a file in a writable directory",
         ) from None
+
+
+def _check_store(cache_dir: Path) -> None:
+    """The proxy fills its cache directory: an existing one must be empty or a store."""
+    if not cache_dir.is_dir():
+        if cache_dir.exists():
+            raise UserError(f"--cache-dir {cache_dir} is not a directory", hint="give a directory")
+        return
+    ours = (cache_dir / "index.sqlite").is_file() or (cache_dir / "blobs").is_dir()
+    if not ours and any(cache_dir.iterdir()):
+        raise UserError(
+            f"--cache-dir {cache_dir} holds files that are not a reprobase proxy store",
+            hint="give a new or empty directory, or an existing proxy store",
+        )
 
 
 def _check_address(host: str) -> None:
@@ -253,6 +345,33 @@ def _check_address(host: str) -> None:
         ) from None
 
 
+def scrub(config: ProxyConfig) -> int:
+    """``reprobase proxy scrub``: re-hash every blob, drop the damaged; 1 if any were.
+
+    Safe beside a running proxy (sqlite WAL; a blob it evicts meanwhile is skipped),
+    which learns of dropped blobs when it next misses them.
+    """
+    from cache_proxy.index import Index, IndexDamaged
+    from cache_proxy.scrub import scrub_store
+    from cache_proxy.store import BlobStore
+
+    if not (config.cache_dir / "index.sqlite").is_file():
+        raise UserError(f"no proxy cache in {config.cache_dir}", hint="give its --cache-dir DIR")
+    try:
+        index = Index.open_checked(config.cache_dir / "index.sqlite")
+    except IndexDamaged as exc:
+        raise UserError(
+            f"the index {config.cache_dir / 'index.sqlite'} is damaged: {exc}",
+            hint="start the proxy on this cache directory: it rebuilds the index from the blobs",
+        ) from None
+    try:
+        report = scrub_store(BlobStore(config.cache_dir), index)
+    finally:
+        index.close()
+    print(report.line())
+    return 1 if report.dropped else 0
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """uvloop when installed (about a third more warm hits per second), else asyncio's loop.
 
@@ -272,7 +391,10 @@ def run(args: argparse.Namespace) -> int:
     from cache_proxy.server import serve_forever
 
     config = config_from_args(args)
+    if args.action == "scrub":
+        return scrub(config)
     _check_address(config.host)  # before the cache directory is created
+    _check_store(config.cache_dir)
     try:
         config.cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -74,6 +74,7 @@ class ProxyConfig:
     resumes: int = 3  # Range requests to continue one cut attempt
     # Origins (scheme://host[:port]) besides the upstreams' own that redirects may lead to.
     redirect_origins: tuple[str, ...] = ()
+    scrub_rate: float = 0.0  # bytes/s the background scrub re-hashes blobs at; 0: off
     # Networks /metrics answers to (CIDR); None: everyone who reaches the port.
     metrics_networks: tuple[str, ...] | None = None
 

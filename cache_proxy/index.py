@@ -63,12 +63,44 @@ class BlobRow:
     ctype: str
 
 
+class IndexDamaged(Exception):
+    """The sqlite file is not a database, or fails sqlite's own integrity check."""
+
+
 class Index:
     """Synchronous index; use from one thread only (see ``AsyncIndex``)."""
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.executescript(_SCHEMA)
+
+    @classmethod
+    def open_checked(cls, path: Path) -> Index:
+        """Open, create the schema, and run ``PRAGMA quick_check`` (O(pages), no index
+        comparison); raise ``IndexDamaged`` with sqlite's words if any of it fails."""
+        try:
+            index = cls(path)
+        except sqlite3.DatabaseError as exc:
+            raise IndexDamaged(str(exc)) from None
+        try:
+            verdict = [str(r[0]) for r in index.db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            index.close()
+            raise IndexDamaged(str(exc)) from None
+        if verdict != ["ok"]:
+            index.close()
+            raise IndexDamaged("; ".join(verdict[:3]))
+        return index
+
+    def adopt(self, sha256: str, size: int, sha1: str, now: float) -> None:
+        """A verified blob: give it a row if it has none, and its SHA-1 if that was lost."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, 0, 'application/octet-stream', ?)",
+                (sha256, size, sha1, now),
+            )
+            self.db.execute("UPDATE blobs SET sha1=? WHERE sha256=? AND sha1=''", (sha1, sha256))
 
     def close(self) -> None:
         self.db.close()
@@ -230,7 +262,7 @@ class AsyncIndex:
         self._index: Index | None = None
 
     async def open(self) -> None:
-        self._index = await self._run_raw(Index, self._path)
+        self._index = await self._run_raw(Index.open_checked, self._path)
 
     async def _run_raw(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
         loop = asyncio.get_running_loop()

@@ -11,8 +11,10 @@ one log line whatever it contains.
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import Final
+import sys
+from typing import Any, Final
 
 # RFC 3986 §3.2.1: userinfo is everything between "//" and the first "@" of the
 # authority; the authority ends at the first "/", "?" or "#".
@@ -44,3 +46,36 @@ def logsafe(text: str, limit: int = 2048) -> str:
         return text if len(text) <= limit else text[:limit] + "..."  # the usual request
     out = _UNSAFE.sub(_escape, redact(text))
     return out if len(out) <= limit else out[:limit] + "..."
+
+
+class OneLineLogger(logging.Logger):
+    """aiohttp logs a malformed request (bad method, bad target, a line too long) with
+    its traceback, at ERROR; a client's mistake is one escaped line at INFO here."""
+
+    def _log(
+        self,
+        level: int,
+        msg: object,
+        args: Any,
+        exc_info: Any = None,
+        extra: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+    ) -> None:
+        if exc_info:
+            exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+            text = str(msg) % args if args else str(msg)
+            if exc is not None:
+                detail = " ".join(str(getattr(exc, "message", "") or exc).split())
+                text = f"{text}: {type(exc).__name__}: {detail}"
+                if getattr(exc, "code", 500) < 500:
+                    level = min(level, logging.INFO)  # the client's fault, not ours
+            msg, args, exc_info = logsafe(text, 512), (), None
+        super()._log(level, msg, args, exc_info, extra, stack_info, stacklevel)
+
+
+def http_logger(name: str = "cache_proxy.http") -> logging.Logger:
+    """The logger for aiohttp's server: one line per malformed request."""
+    logger = OneLineLogger(name)
+    logger.parent = logging.getLogger("cache_proxy")  # propagate as named loggers do
+    return logger
