@@ -154,6 +154,15 @@ def _refuse_foreign(path: Path) -> None:
         )
 
 
+def check_history_file(path: Path) -> None:
+    """Refuse, without changing it, a file that is not a reprobase history (a history
+    that does not exist yet is fine: the nightly creates it)."""
+    _refuse_foreign(path)
+    if path.is_file() and path.stat().st_size:
+        with History(path, readonly=True):
+            pass
+
+
 class History:
     """The sqlite history file; also a context manager that closes it."""
 

@@ -22,7 +22,7 @@ from factory.arch import Architecture
 from factory.build import BuildRequest, move_layout
 from factory.compress import Compression
 from factory.errors import UserError
-from factory.history import History, ResultRecord
+from factory.history import History, ResultRecord, check_history_file
 from factory.image import Provenance
 from factory.nightlyconfig import NightlyConfig
 from factory.progress import Progress
@@ -30,7 +30,7 @@ from factory.recipe import Recipe, load_recipe
 from factory.reproduce import reproduce
 from factory.rootfs import mmdebstrap_version
 from factory.snapshot import Timestamp
-from factory.upstream import ResolvedSource, SourceChoice, resolve
+from factory.upstream import ResolvedSource, SourceChoice, check_writable, resolve
 from factory.verify import Verdict, double_build
 
 
@@ -262,6 +262,7 @@ def validate_night(
     for name in [*(arches or ()), *(cfg.architectures or ())]:
         Architecture.parse(name.strip())
     recipes = [load_recipe(image) for image in images]
+    check_history_file(cfg.history)  # an SQLite file of someone else's is never written
     if output_layout is not None:
         return
     from factory.registry import check_push_access_sync, parse_reference
@@ -270,9 +271,7 @@ def validate_night(
     for target in cfg.publish:
         for recipe in recipes:
             if target.is_store:
-                store_dir = target.store_dir(recipe.name)
-                if store_dir.exists() and not store_dir.is_dir():
-                    raise UserError(f"{cfg.source}: publish target {target.spec}: not a directory")
+                check_writable(f"publish target {target.spec}", target.store_dir(recipe.name))
                 continue
             try:
                 ref = parse_reference(f"{target.repository(recipe.name)}:{recipe.tag}")

@@ -78,6 +78,8 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
             raise _field(src, key, f"must be a {_TYPES[key].__name__}")
     if "images" not in table:
         raise _field(src, "images", "is required")
+    if not table["images"]:
+        raise _field(src, "images", "lists no image")
     upstream = table.get("upstream", "auto")
     if upstream not in UPSTREAMS:
         raise _field(src, "upstream", f"must be one of {', '.join(UPSTREAMS)}")

@@ -57,7 +57,13 @@ def platform_arch(platform: dict[str, Any] | None) -> Architecture:
 def top_descriptor(layout: Path, tag: str | None = None) -> oci.Descriptor:
     entries = [oci.Descriptor.from_json(d) for d in oci.read_index(layout).get("manifests", [])]
     if tag is not None:
+        tags = sorted({e.annotations.get(oci.ANN_REF_NAME, "") for e in entries} - {""})
         entries = [e for e in entries if e.annotations.get(oci.ANN_REF_NAME) == tag]
+        if not entries:
+            raise UserError(
+                f"{layout}: no image tagged {tag!r}",
+                hint=f"its tags: {', '.join(tags)}" if tags else "the layout names no tags",
+            )
     if len(entries) != 1:
         names = [e.annotations.get(oci.ANN_REF_NAME, e.digest) for e in entries]
         raise UserError(

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,15 +83,37 @@ def check_http_url(flag: str, url: str) -> None:
 
 
 def check_cache_dir(path: Path) -> None:
-    """The proxy's store must be a directory we can create or write."""
-    existing = path
+    """The proxy's store must be a directory we can create or write, and an existing one
+    must be a store already (or empty): the proxy never fills a directory of the user's."""
+    if path.is_dir() and any(path.iterdir()) and not is_proxy_store(path):
+        raise UserError(
+            f"cannot use --cache-dir {path}: the directory holds files that are not a "
+            "reprobase proxy store",
+            hint="give a new or empty directory, or an existing proxy store",
+        )
+    check_writable("--cache-dir", path)
+
+
+def is_proxy_store(path: Path) -> bool:
+    """A directory the cache proxy made: its index database and blob store."""
+    return (path / "index.sqlite").is_file() or (path / "blobs").is_dir()
+
+
+def check_writable(flag: str, path: Path) -> None:
+    """path is a directory that exists or can be made: create and remove a probe directory
+    in its nearest existing ancestor (root passes permission bits, not /proc)."""
+    existing = path.absolute()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
+    except OSError as exc:
         raise UserError(
-            f"cannot use --cache-dir {path}: {existing} is not a writable directory",
-            hint="pass --cache-dir DIR on a writable file system",
-        )
+            f"cannot use {flag} {path}: {exc.strerror or exc}",
+            hint=f"give {flag} a directory on a writable file system",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -141,8 +164,9 @@ def preflight(src: ResolvedSource, suite: str) -> None:
             return
     said = body.decode("utf-8", "replace").strip().splitlines()[:1]
     why = f"HTTP {status}" if status else "no answer"
+    via = f" through the proxy {src.apt.proxy}" if src.apt.proxy else ""
     raise UserError(
-        f"{url} cannot be read ({why}{': ' + said[0][:300] if said else ''})",
+        f"{url} cannot be read{via} ({why}{': ' + said[0][:300] if said else ''})",
         hint="check --mirror/--proxy, the network, or the snapshot date",
     )
 

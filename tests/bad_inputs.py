@@ -88,6 +88,25 @@ CASES: tuple[Case, ...] = (
       "--security-mirror", "http://mirror.invalid/debian-security"),
     c("build-cache-dir-file", "build", "debian:bookworm", "--cache-dir", "{S}/file.txt"),
     c("build-json-error", "build", "debian:bookworm", "--date", "1990-01-01", "--json"),
+    c("build-snapshot-future", "build", "debian:bookworm", "--snapshot", "29990101T000000Z",
+      expect="future"),
+    c("build-snapshot-date-form", "build", "debian:bookworm", "--snapshot", "2026-11-29"),
+    c("build-arch-one-bad", "build", "debian:bookworm", "--arch", "amd64,sparc",
+      expect="sparc"),
+    c("build-output-empty", "build", "debian:bookworm", "--output", ""),
+    c("build-output-home", "build", "debian:bookworm", "--output", "{S}/home"),
+    c("build-output-root", "build", "debian:bookworm", "--output", "/"),
+    c("build-push-empty", "build", "debian:bookworm", "--push", ""),
+    c("build-push-port-range", "build", "debian:bookworm", "--push", "127.0.0.1:99999/x/y:z"),
+    c("build-proxy-unreachable", "build", "debian:bookworm", "--once", "--proxy",
+      "http://127.0.0.1:1/", "--upstream", "record", "--output", "{S}/out",
+      expect="127.0.0.1:1"),
+    c("build-mirror-unreachable", "build", "debian:bookworm", "--once", "--mirror",
+      "http://127.0.0.1:1/debian", "--security-mirror", "none", "--output", "{S}/out",
+      expect="127.0.0.1:1"),
+    c("build-upstream-bogus", "build", "debian:bookworm", "--upstream", "ftp"),
+    c("build-cache-dir-proc", "build", "debian:bookworm", "--cache-dir", "/proc/x"),
+    c("build-cache-dir-empty", "build", "debian:bookworm", "--cache-dir", ""),
     # -- diff
     c("diff-corrupt-index", "diff", "{S}/corrupt", "{S}/layout", expect="index.json"),
     c("diff-bad-ref", "diff", "{S}/layout", BAD_REF),
@@ -98,6 +117,8 @@ CASES: tuple[Case, ...] = (
     c("diff-json-error", "diff", "{S}/corrupt", "{S}/layout", "--json"),
     c("diff-limit-negative", "diff", "{S}/layout", "{S}/layout", "--limit", "-1"),
     c("diff-no-such-tag", "diff", "{S}/layout:nosuchtag", "{S}/layout", expect="nosuchtag"),
+    c("diff-gzip-garbage", "diff", "{S}/layout", "{S}/garbage.tar.gz"),
+    c("diff-truncated-tar", "diff", "{S}/layout", "{S}/truncated.tar"),
     # -- publish
     c("publish-corrupt-index", "publish", "{S}/corrupt", NOWHERE, expect="index.json"),
     c("publish-bad-ref", "publish", "{S}/layout", BAD_REF),
@@ -118,6 +139,11 @@ CASES: tuple[Case, ...] = (
       "{S}/o.tar", "--archive-name", "x/y:z", expect="corrupt"),
     c("publish-not-layout", "publish", "{S}/adir", NOWHERE),
     c("publish-json-error", "publish", "{S}/corrupt", NOWHERE, "--json"),
+    c("publish-no-such-tag", "publish", "{S}/layout:nosuchtag", NOWHERE, expect="nosuchtag"),
+    c("publish-archive-empty", "publish", "{S}/layout", "--output-archive", "",
+      "--archive-name", "x/y:z"),
+    c("publish-archive-home", "publish", "{S}/layout", "--output-archive", "{S}/home",
+      "--archive-name", "x/y:z"),
     # -- reproduce / verify
     c("reproduce-corrupt-index", "reproduce", "{S}/corrupt", expect="index.json"),
     c("verify-corrupt-index", "verify", "{S}/corrupt", expect="index.json"),
@@ -137,6 +163,10 @@ CASES: tuple[Case, ...] = (
     c("merge-truncated", "merge", "{S}/ours-truncated", "--output", "{S}/out",
       expect="corrupt"),
     c("merge-json-error", "merge", "{S}/corrupt", "--output", "{S}/out", "--json"),
+    c("merge-output-empty", "merge", "{S}/layout", "--output", ""),
+    c("merge-output-home", "merge", "{S}/layout", "--output", "{S}/home"),
+    c("merge-no-such-tag", "merge", "{S}/layout:nosuchtag", "--output", "{S}/out",
+      expect="nosuchtag"),
     # -- nightly
     c("nightly-config-binary", "nightly", "--config", "{S}/binary.toml"),
     c("nightly-config-dir", "nightly", "--config", "{S}/adir"),
@@ -164,6 +194,11 @@ CASES: tuple[Case, ...] = (
     c("nightly-report-foreign", "nightly", "--config", "{S}/foreignreport.toml"),
     c("nightly-json-error", "nightly", "--config", "{S}/nightly.toml", "--date",
       "1990-01-01", "--json"),
+    c("nightly-only-empty", "nightly", "--config", "{S}/nightly.toml", "--only", ""),
+    c("nightly-date-empty", "nightly", "--config", "{S}/nightly.toml", "--date", ""),
+    c("nightly-config-no-images", "nightly", "--config", "{S}/noimages.toml"),
+    c("nightly-config-store-proc", "nightly", "--config", "{S}/storeproc.toml"),
+    c("nightly-config-history-unrelated", "nightly", "--config", "{S}/unrelatedhist.toml"),
     # -- report
     c("report-history-missing", "report", "--history", "{S}/nothing.sqlite", "--output",
       "{S}/rep"),
@@ -186,6 +221,8 @@ CASES: tuple[Case, ...] = (
     c("report-config-unknown-key", "report", "--config", "{S}/unknownkey.toml",
       expect="unknown"),
     c("report-json-error", "report", "--history", "{S}/nothing.sqlite", "--json"),
+    c("report-output-empty", "report", "--history", "{S}/history.sqlite", "--output", ""),
+    c("report-history-dir", "report", "--history", "{S}/adir", "--output", "{S}/rep"),
     # -- schedule
     c("schedule-prefix-proc", "schedule", "install", "--systemd", "--no-enable",
       "--config", "{S}/nightly.toml", "--prefix", "/proc/x"),
@@ -225,6 +262,16 @@ CASES: tuple[Case, ...] = (
       "/proc/x/port", "--cache-dir", "{S}/cache"),
     c("proxy-access-log-proc", "proxy", "--listen", "127.0.0.1:0", "--access-log",
       "/proc/x/log", "--cache-dir", "{S}/cache"),
+    c("proxy-cache-dir-empty", "proxy", *LOCAL, "--cache-dir", ""),
+    c("proxy-port-file-foreign", "proxy", *LOCAL, "--cache-dir", "{S}/cache", "--port-file",
+      "{S}/file.txt"),
+    c("proxy-listen-empty-port", "proxy", "--listen", "127.0.0.1:", "--cache-dir",
+      "{S}/cache"),
+    c("proxy-workers-many", "proxy", *LOCAL, "--workers", "1000", "--cache-dir", "{S}/cache"),
+    c("proxy-max-size-garbage", "proxy", *LOCAL, "--max-size", "lots", "--cache-dir",
+      "{S}/cache"),
+    c("proxy-upstream-ftp", "proxy", *LOCAL, "--upstream", "ftp://x/", "--cache-dir",
+      "{S}/cache"),
 )  # fmt: skip
 
 
@@ -272,12 +319,28 @@ def make_sandbox(root: Path) -> None:
         for _d, man in oci.iter_manifests(root / name, oci.read_index(root / name)):
             blob = oci.blob_path(root / name, man["layers"][0]["digest"])
             blob.write_bytes(blob.read_bytes()[:200])
+    (root / "garbage.tar.gz").write_bytes(b"\x1f\x8b" + bytes(range(200)))
+    whole = (root / "layout" / "index.json").read_bytes()
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(whole)
+        tar.addfile(info, io.BytesIO(whole))
+    (root / "truncated.tar").write_bytes(buf.getvalue()[:700])
     state = root / "state"
     (root / "nightly.toml").write_text(_nightly_toml(state))
     (root / "badarch.toml").write_text(_nightly_toml(state, architectures='["sparc"]'))
     (root / "badimage.toml").write_text(_nightly_toml(state, images='["debian:potato"]'))
     (root / "badpublish.toml").write_text(_nightly_toml(state, publish=f'["{BAD_REF}"]'))
     (root / "foreignreport.toml").write_text(_nightly_toml(state, report=f'"{root}/mine"'))
+    (root / "noimages.toml").write_text(_nightly_toml(state, images="[]"))
+    (root / "storeproc.toml").write_text(_nightly_toml(state, publish='["oci:/proc/x"]'))
+    (root / "unrelatedhist.toml").write_text(
+        _nightly_toml(state, history=f'"{root}/unrelated.sqlite"')
+    )
     (root / "unknownkey.toml").write_text(
         f'[nightly]\nhistory = "{root}/history.sqlite"\nreprot = "{root}/rep"\n'
     )

@@ -211,10 +211,10 @@ def run(args: argparse.Namespace) -> int:
     if args.push:
         check_push_targets(args.push, recipe)
     progress = Progress()
-    progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
     with resolve(source_choice(args), pin, Path(output).parent, recipe.suite) as src:
         req = request_for(args, recipe, pin, src)
         preflight(src, recipe.suite)  # the archive answers for this pin, before any build
+        progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
         meter = src.proxy.upstream_bytes if src.proxy else None
         verdict = double_build(
             req, output, once=args.once, progress=progress, meter=meter, force=args.force

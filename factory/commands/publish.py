@@ -14,6 +14,7 @@ from factory.registry.archive import write_archive
 from factory.registry.auth import ENV_AUTH_FILE, ENV_PASSWORD, ENV_USER
 from factory.registry.push import check_tags, push_layout_sync
 from factory.registry.reference import INSECURE_ENV, parse_reference
+from factory.selfdesc import top_descriptor
 
 HELP = "push an OCI image layout to registries, or write a tar for docker/podman load"
 
@@ -98,6 +99,8 @@ def _progress(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     layout, image_tag = split_layout(args.layout)
+    if image_tag is not None:
+        top_descriptor(layout, image_tag)  # refuse an unknown tag before anything else
     refs: list[str] = list(args.refs)
     if not refs and args.output_archive is None:
         raise UserError("nothing to do", hint="give a destination REF or --output-archive FILE")

@@ -36,6 +36,9 @@ class Reference:
     digest: str | None = None
 
     def __post_init__(self) -> None:
+        _host, sep, port = self.registry.rpartition(":")
+        if sep and "]" not in port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise UserError(f"invalid registry port {port!r} in {self.registry!r}")
         if not _REPO_RE.match(self.repository):
             raise UserError(f"invalid repository name {self.repository!r}")
         if self.tag is not None and not TAG_RE.match(self.tag):
