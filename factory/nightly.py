@@ -30,7 +30,13 @@ from factory.recipe import Recipe, load_recipe
 from factory.reproduce import reproduce
 from factory.rootfs import mmdebstrap_version
 from factory.snapshot import Timestamp
-from factory.upstream import ResolvedSource, SourceChoice, check_writable, resolve
+from factory.upstream import (
+    ResolvedSource,
+    SourceChoice,
+    check_writable,
+    preflight,
+    resolve,
+)
 from factory.verify import Verdict, double_build
 
 
@@ -154,6 +160,7 @@ def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None)
     keep = night.cfg.history.parent / "mismatches" / f"{recipe.name}-{recipe.tag}-{night.pin.text}"
     staging = night.workdir / f"{recipe.name}-{recipe.tag}"
     meter = night.src.proxy.upstream_bytes if night.src.proxy else None
+    preflight(night.src, recipe.suite)  # the archive answers for tonight's pin
     verdict = double_build(
         _request(night, recipe, arches),
         staging,
