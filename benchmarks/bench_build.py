@@ -167,6 +167,7 @@ def main() -> int:
                 t, res = ours(args.suite, ts, proxy.url, work / "verified", verified=True)
                 assert res["reproducible"], res.get("differences")
                 times["reprobase build (verified: A and B)"].append(t)
+                results["verified"] = res
 
             def run_mm() -> None:
                 times["mmdebstrap"].append(
@@ -197,7 +198,24 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(times, sizes, args.suite, inner)
+    verified = results["verified"]
+    assert isinstance(verified, dict)
+    stages(verified)
     return 0
+
+
+def stages(res: dict) -> None:
+    """Where the time of one verified build went, per build and stage (from its --json)."""
+    d = res["durations"]
+    print("\n## where the time goes (last verified build, seconds)\n")
+    print("| stage | build A | build B |")
+    print("|---|---|---|")
+    names = sorted({k.split(": ", 1)[1] for k in d if k.startswith("build A amd64: ")})
+    for name in names:
+        a, b = d.get(f"build A amd64: {name}"), d.get(f"build B amd64: {name}")
+        print(f"| {name} | {a if a is not None else '-'} | {b if b is not None else '-'} |")
+    spans = [res[k]["span"] for k in ("build_a", "build_b")]
+    print(f"\nspans (s since start): A {spans[0]}, B {spans[1]}; whole run {res['seconds']} s")
 
 
 def _plat(res: dict) -> tuple[int, int]:

@@ -7,6 +7,7 @@ The double build (factory.verify) calls this twice with different BuildEnvs.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from factory.layer import write_layer
 from factory.packages import Package, packages_digest, packages_from_tar
 from factory.progress import Progress
 from factory.recipe import Recipe
-from factory.rootfs import AptSource, RootfsJob, bootstrap
+from factory.rootfs import AptSource, RootfsJob, boot_clock, bootstrap, read_phases
 from factory.snapshot import Timestamp
 
 
@@ -88,13 +89,20 @@ def build_arch(
     job = RootfsJob(req.recipe, arch, req.pin, req.source, env, workdir)
     label = f"build {env.name} {arch.debian}"
     with progress.stage(f"{label}: root filesystem (mmdebstrap)"):
+        started = boot_clock()
         tar = bootstrap(job)
+        phases = read_phases(job, started, boot_clock())
+    for phase, seconds in phases.items():
+        progress.record(f"{label}: mmdebstrap: {phase}", seconds)
     with progress.stage(f"{label}: canonical layer ({req.compression.describe()})"):
         tmp_blob = layout / "blobs" / "sha256" / f".layer-{arch.debian}.tmp"
         layer = write_layer(tar, tmp_blob, req.compression, req.pin.epoch)
         oci.add_blob_file(layout, tmp_blob, layer.digest)
         pkgs = packages_from_tar(tar)
+    progress.record(f"{label}: canonical tar", layer.tar_seconds)
+    progress.record(f"{label}: compression", layer.compress_seconds)
     tar.unlink()
+    oci_started = time.monotonic()
     prov = req.provenance
     cfg = image_config(req.recipe, req.pin, arch, layer, prov, packages_digest(pkgs))
     cfg_desc = oci.write_json_blob(layout, cfg, oci.MT_CONFIG)
@@ -102,6 +110,7 @@ def build_arch(
     ann = common_annotations(req.recipe, req.pin, prov)
     man = image_manifest(cfg_desc, layer_desc, ann)
     man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
+    progress.record(f"{label}: OCI config and manifest", time.monotonic() - oci_started)
     return ArchResult(
         arch,
         man_desc,

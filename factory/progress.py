@@ -24,6 +24,10 @@ class Progress:
             e = int(self.elapsed())
             print(f"[{e // 60:02d}:{e % 60:02d}] {msg}", file=self._stream, flush=True)
 
+    def record(self, name: str, seconds: float) -> None:
+        """A duration measured elsewhere (a sub-stage), kept without a progress line."""
+        self.durations[name] = round(seconds, 3)
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.say(f"{name} ...")

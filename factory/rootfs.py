@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,58 @@ class RootfsJob:
     def sources_path(self) -> Path:
         return self.workdir / "debian.sources"
 
+    @property
+    def phases_path(self) -> Path:
+        return self.workdir / "phases"
+
+
+# mmdebstrap's hook points, in the order it reaches them, and the phase each one ends.
+# A marker hook appends "NAME UPTIME" to a file outside the chroot: it changes nothing
+# in the root filesystem. /proc/uptime, not `date`: build B's libfaketime shifts the
+# wall clock (not this file), and Python reads the same clock as CLOCK_BOOTTIME.
+PHASE_HOOKS = (
+    ("setup", "setup"),  # ends: mmdebstrap's own set-up (apt configuration, directories)
+    ("extract", "download and unpack essential"),
+    ("essential", "configure essential"),
+    ("customize", "install packages"),
+)
+
+
+def boot_clock() -> float:
+    """The clock of /proc/uptime, which the marker hooks read."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _marker(kind: str, name: str, path: Path) -> str:
+    return f'--{kind}-hook=read u _ < /proc/uptime; echo "{name} $u" >> {shlex.quote(str(path))}'
+
+
+def phase_durations(marks: list[tuple[str, float]], start: float, end: float) -> dict[str, float]:
+    """Pure: seconds per phase from the markers' times; the last phase ends at `end`."""
+    out: dict[str, float] = {}
+    prev = start
+    for name, t in marks:
+        out[name] = round(max(0.0, t - prev), 3)
+        prev = t
+    if marks:
+        out["write the tar"] = round(max(0.0, end - prev), 3)
+    return out
+
+
+def read_phases(job: RootfsJob, start: float, end: float) -> dict[str, float]:
+    try:
+        lines = job.phases_path.read_text().splitlines()
+    except OSError:
+        return {}
+    marks = []
+    for line in lines:
+        name, _, t = line.rpartition(" ")
+        try:
+            marks.append((name, float(t)))
+        except ValueError:
+            continue
+    return phase_durations(marks, start, end)
+
 
 def _hook(*argv: str) -> str:
     # mmdebstrap runs hooks with `sh -c CMD exec ROOTDIR`: "$1" is the chroot.
@@ -95,6 +148,7 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         '--aptopt=Acquire::Languages "none"',
         '--aptopt=Acquire::Retries "3"',
     ]
+    argv += [_marker(kind, name, job.phases_path) for kind, name in PHASE_HOOKS]
     if job.source.kind == "snapshot":
         argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
     if job.source.proxy:
@@ -132,6 +186,7 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         argv.append(
             f'--customize-hook=rm -rf "$1{d}"; rmdir "$1{os.path.dirname(d)}" 2>/dev/null || true'
         )
+    argv.append(_marker("customize", "customize and normalise", job.phases_path))
     argv += [r.suite, str(job.tar_path)]
     argv += job.source.lines(r.suite, r.components)
     return argv
@@ -203,6 +258,7 @@ def bootstrap(job: RootfsJob) -> Path:
             "--",
             *argv,
         ]
+    job.phases_path.unlink(missing_ok=True)
     runner.run(argv, env=build_env_vars(job), cwd=job.workdir)
     return job.tar_path
 

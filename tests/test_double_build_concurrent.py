@@ -52,3 +52,17 @@ def test_pair_overlaps_agrees_and_fetches_each_file_once(tmp_path: Path) -> None
     assert metrics["reprobase_proxy_misses_total"] >= sum(c["MISS"] for c in per_url.values())
     # the build reads the archive's Release files before the pair starts: those come on top
     assert 0 < r["upstream_bytes_pair"] <= metrics["reprobase_proxy_upstream_bytes_total"]
+
+    # where the time went: mmdebstrap's phases add up to its stage, for each build
+    d = r["durations"]
+    for name in ("A", "B"):
+        prefix = f"build {name} amd64: mmdebstrap: "
+        phases = {k.removeprefix(prefix): v for k, v in d.items() if k.startswith(prefix)}
+        assert set(phases) == {
+            "setup", "download and unpack essential", "configure essential",
+            "install packages", "customize and normalise", "write the tar",
+        }  # fmt: skip
+        whole = d[f"build {name} amd64: root filesystem (mmdebstrap)"]
+        assert abs(sum(phases.values()) - whole) < 0.5, (phases, whole)
+        for stage in ("canonical tar", "compression", "OCI config and manifest"):
+            assert d[f"build {name} amd64: {stage}"] >= 0
