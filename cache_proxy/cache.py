@@ -16,12 +16,13 @@ import sqlite3
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import aiofiles
 import aiohttp
+from aiofiles.threadpool.binary import AsyncFileIO
 from yarl import URL
 
 from cache_proxy import debindex, httpsem, routing, timestamps
@@ -31,7 +32,7 @@ from cache_proxy.flight import Flight
 from cache_proxy.index import AccessTimes, AsyncIndex, BlobRow, Index, IndexDamaged
 from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Kind, Target
-from cache_proxy.safety import logsafe
+from cache_proxy.safety import logsafe, redact
 from cache_proxy.scrub import check_blob, scrub_store, set_aside
 from cache_proxy.store import BlobStore
 from cache_proxy.upstream import NotFound, Upstream, UpstreamError
@@ -54,6 +55,24 @@ class Job:
     expect: Expect
     volatile: bool
     keys: set[str] = field(default_factory=set)
+
+
+async def _open_tmp(path: Path) -> AsyncFileIO:
+    """``aiofiles.open(path, "wb")``, but a cancellation while the thread opens the file
+    closes it once open instead of leaking it (a shutdown mid-download)."""
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(None, lambda: open(path, "wb", buffering=0))  # noqa: SIM115
+    try:
+        raw = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+
+        def close(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                done.result().close()
+
+        opening.add_done_callback(close)
+        raise
+    return AsyncFileIO(raw, loop=loop, executor=None)
 
 
 class Cache:
@@ -518,25 +537,44 @@ class Cache:
         return row
 
     async def _receive(self, flight: Flight, job: Job, resp: aiohttp.ClientResponse) -> BlobRow:
-        """Write one attempt to a temp file while hashing, verify, commit."""
+        """Write one attempt to a temp file while hashing, verify, commit.
+
+        A body cut short is continued from where it stopped (``Upstream.resume``: a
+        Range request, or a whole answer whose first bytes are skipped), into the same
+        temp file and the same attempt, so clients reading it see one stream; the
+        final checks cover the joined bytes.
+        """
         hasher = Hasher(job.expect, resp.content_length, self.config.max_body)
         ctype = httpsem.content_type(job.target.path)
         mtime = httpsem.parse_http_date(resp.headers.get("Last-Modified"))
         tmp = self.store.new_tmp()
-        flight.begin(tmp, resp.content_length or job.expect.size, ctype, mtime)
+        total = resp.content_length if resp.content_length is not None else job.expect.size
+        flight.begin(tmp, total, ctype, mtime)
         loop = asyncio.get_running_loop()
         try:
-            async with aiofiles.open(tmp, "wb", buffering=0) as f:
-                async for chunk in resp.content.iter_chunked(256 * 1024):
-                    self.metrics.inc("upstream_bytes_total", len(chunk))
-                    hasher.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        n = await f.write(view)
-                        view = view[n or 0 :]
-                    flight.advance(len(chunk))
+            f = await _open_tmp(tmp)
+            async with AsyncExitStack() as stack:
+                stack.push_async_callback(f.close)
+                source, skip = resp, 0
+                for resumes in range(self.config.resumes + 1):
+                    try:
+                        await self._copy(source, skip, f, hasher, flight)
+                        break
+                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                        if resumes == self.config.resumes or total is None:
+                            raise
+                        log.info(
+                            "upstream cut %s at %d bytes: %s",
+                            redact(str(resp.url)),
+                            hasher.size,
+                            exc,
+                        )
+                        source, skip = await self.upstream.resume(
+                            resp, hasher.size, total, allow_skip=job.expect.strong
+                        )
+                        await stack.enter_async_context(source)
                 await loop.run_in_executor(None, os.fsync, f.fileno())
-            digest = hasher.finish()
+            digest = hasher.finish()  # the file is closed (and fsynced) by now
         except VerifyError:
             await loop.run_in_executor(None, self.store.discard, tmp)
             raise
@@ -552,6 +590,30 @@ class Cache:
 
         await asyncio.shield(loop.run_in_executor(None, commit))
         return row
+
+    async def _copy(
+        self,
+        source: aiohttp.ClientResponse,
+        skip: int,
+        f: AsyncFileIO,
+        hasher: Hasher,
+        flight: Flight,
+    ) -> None:
+        """Append ``source``'s body, less its first ``skip`` bytes, to the attempt's file."""
+        async for data in source.content.iter_chunked(256 * 1024):
+            chunk = data
+            if skip:
+                drop = min(skip, len(chunk))
+                chunk, skip = chunk[drop:], skip - drop
+                if not chunk:
+                    continue
+            self.metrics.inc("upstream_bytes_total", len(chunk))
+            hasher.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                n = await f.write(view)
+                view = view[n or 0 :]
+            flight.advance(len(chunk))
 
     async def _commit_aliases(self, job: Job, row: BlobRow, run: str) -> None:
         keys = {job.target.key(run), *job.keys}

@@ -28,6 +28,7 @@ import contextlib
 import email.utils
 import logging
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -54,6 +55,7 @@ log = logging.getLogger("cache_proxy.upstream")
 T = TypeVar("T")
 
 MAX_REDIRECTS: Final = 5
+_CONTENT_RANGE: Final = re.compile(r"^bytes (?P<start>\d+)-(?P<end>\d+)/(?P<total>\d+)$")
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 BREAKER_SECONDS: Final = 30.0
 
@@ -248,6 +250,8 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self._down_until: dict[str, float] = {}
         self.slots = Slots(config.per_host_connections)
+        # Resumed continuations of a response, so its watchdog counts their bytes too.
+        self._continued: dict[int, list[aiohttp.ClientResponse]] = {}
 
     async def start(self) -> None:
         c = self.config
@@ -419,11 +423,59 @@ class Upstream:
                     return await on_body(resp)
                 finally:
                     watch.cancel()
+                    self._continued.pop(id(resp), None)
         except TimeoutError:
             if why:
                 self.metrics.inc("slow_aborts_total")
                 raise SlowUpstream(f"upstream too slow: {why[0]}") from None
             raise
+
+    async def resume(
+        self, first: aiohttp.ClientResponse, offset: int, total: int, allow_skip: bool
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """Continue ``first``'s cut body at ``offset``: (a response, bytes of it to skip).
+
+        RFC 9110 §14.2 ``Range: bytes=offset-`` with ``If-Range`` (§13.1.5) naming
+        ``first``'s validator: a 206 must start at ``offset`` and give the same total.
+        A 200 (range ignored, or the file changed) is only used when a content hash
+        will check the joined bytes (``allow_skip``); its first ``offset`` bytes are
+        skipped. Runs inside ``first``'s connection slot and watchdog.
+        """
+        assert self._session is not None
+        headers = {hdrs.RANGE: f"bytes={offset}-"}
+        etag = first.headers.get(hdrs.ETAG, "")
+        validator = etag if etag.startswith('"') else first.headers.get(hdrs.LAST_MODIFIED)
+        if validator:
+            headers[hdrs.IF_RANGE] = validator
+        try:
+            resp = await asyncio.wait_for(
+                self._session.get(first.url, headers=headers, allow_redirects=False),
+                self.config.connect_timeout + self.config.read_timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError):
+            self.metrics.inc("upstream_requests_total", status="error")
+            raise
+        self.metrics.inc("upstream_requests_total", status=str(resp.status))
+        try:
+            check_encoding(resp.headers)
+            skip = self._resumed_at(resp, offset, total, allow_skip)
+        except BaseException:
+            resp.close()
+            raise
+        self.metrics.inc("resumes_total")
+        self._continued.setdefault(id(first), []).append(resp)
+        return resp, skip
+
+    @staticmethod
+    def _resumed_at(resp: aiohttp.ClientResponse, offset: int, total: int, allow_skip: bool) -> int:
+        if resp.status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get(hdrs.CONTENT_RANGE, ""))
+            if m is None or int(m["start"]) != offset or int(m["total"]) != total:
+                raise aiohttp.ClientPayloadError("resumed at the wrong place")
+            return 0
+        if resp.status == 200 and allow_skip and resp.content_length in (None, total):
+            return offset
+        raise aiohttp.ClientPayloadError(f"could not resume: upstream answered {resp.status}")
 
     async def _watch(
         self, resp: aiohttp.ClientResponse, slot: Slot, cm: asyncio.Timeout, why: list[str]
@@ -434,10 +486,12 @@ class Upstream:
         tick = max(0.01, min(1.0, c.slow_after / 4, c.rate_window / 4))
         while True:
             await asyncio.sleep(tick)
-            if resp.content.at_eof():
+            chain = [resp, *self._continued.get(id(resp), ())]  # resumed ones follow
+            last = chain[-1].content
+            if last.at_eof() and last.exception() is None:
                 return  # every byte is in: verifying and storing are not upstream's time
             now = loop.time()
-            reason = pace.note(now, resp.content.total_bytes)
+            reason = pace.note(now, sum(r.content.total_bytes for r in chain))
             if reason is not None:
                 why.append(reason)
                 cm.reschedule(loop.time())

@@ -310,6 +310,8 @@ class FakeSnapshot:
         self.accept_encodings: list[str] = []  # Accept-Encoding of every request
         self.authorizations: list[str] = []  # Authorization headers received
         self.range_requests: list[str] = []  # Range headers received
+        self.honour_ranges = True  # False: Range is ignored, the whole body is sent (200)
+        self.faults_on_ranges = False  # True: a request with Range meets the faults too
         self.active = 0  # requests being answered right now
         self.max_active = 0  # the most seen at once (per-host connection limit checks)
         self._runner: web.AppRunner | None = None
@@ -394,7 +396,8 @@ class FakeSnapshot:
             self.authorizations.append(request.headers["Authorization"])
         if "Range" in request.headers:
             self.range_requests.append(request.headers["Range"])
-            return None  # a resumed request is answered plainly
+            if not self.faults_on_ranges:
+                return None  # a resumed request is answered plainly
         return self._fault(request.path)
 
     @web.middleware
@@ -473,7 +476,7 @@ class FakeSnapshot:
             return web.Response(status=302, headers={"Location": fault.location})
         last_modified = email.utils.format_datetime(when, usegmt=True)
         rng = re.match(r"^bytes=(\d+)-$", request.headers.get("Range", ""))
-        if rng and int(rng[1]) < len(data):
+        if rng and self.honour_ranges and int(rng[1]) < len(data):
             return await self._partial(request, data, int(rng[1]), last_modified)
         self.statuses[200] += 1
         body = data
@@ -514,8 +517,14 @@ class FakeSnapshot:
             await resp.write(piece)
             self.bytes_sent += len(piece)
         if kind in ("truncate", "cut-at"):
-            assert request.transport is not None
-            request.transport.abort()
+            transport = request.transport
+            assert transport is not None
+            for _ in range(200):  # let what was written reach the client, then cut
+                if not transport.get_write_buffer_size():
+                    break
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)
+            transport.abort()
             return resp
         await resp.write_eof()
         return resp

@@ -9,6 +9,7 @@ never a complete wrong one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
         await thing.stop()
 
 
+async def settle(proxy: ProxyServer) -> None:
+    """Wait for the downloads in flight (retries included) to end."""
+    flights = list(proxy.proxy.cache.flights.values())
+    await asyncio.gather(*(asyncio.shield(f.done) for f in flights), return_exceptions=True)
+
+
+def persistent(fake: FakeSnapshot) -> None:
+    """Every attempt cut, resumes included (a Range is ignored and cut again)."""
+    fake.honour_ranges = False
+    fake.faults_on_ranges = True
+
+
 def want(fake: FakeSnapshot) -> bytes:
     return fake.runs["debian"][0].files[POOL]
 
@@ -80,8 +93,10 @@ def never_complete_and_wrong(got: Raw, right: bytes) -> None:
 async def test_unlisted_unframed_cut_upstream(start: Start, version: str) -> None:
     """No length, no hash: upstream's chunked answer is cut on every attempt."""
     fake, proxy = await start(framing="chunked", redirect_pool=False)
+    persistent(fake)
     fake.inject(TARGET, "truncate", times=100)
     got = await raw_get(proxy.address, TARGET, version=version)
+    await settle(proxy)
     never_complete_and_wrong(got, want(fake))
     if version == "1.0":
         # No framing could say "cut": the client waits for the verified blob.
@@ -113,6 +128,7 @@ async def test_corrupt_with_sha1_never_complete(start: Start, version: str) -> N
     fake, proxy = await start()
     fake.inject(f"/file/{sha1(want(fake))}", "corrupt", times=100)
     got = await raw_get(proxy.address, TARGET, version=version)
+    await settle(proxy)
     never_complete_and_wrong(got, want(fake))
     if got.status == 200:
         assert len(got.body) < int(got.headers["content-length"])
@@ -122,8 +138,10 @@ async def test_corrupt_with_sha1_never_complete(start: Start, version: str) -> N
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
 async def test_cut_with_length_never_complete(start: Start, version: str) -> None:
     fake, proxy = await start(redirect_pool=False)
+    persistent(fake)
     fake.inject(TARGET, "truncate", times=100)
     got = await raw_get(proxy.address, TARGET, version=version)
+    await settle(proxy)
     never_complete_and_wrong(got, want(fake))
     assert got.status != 200 or got.reset
 
