@@ -312,14 +312,21 @@ def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
         ) from None
 
 
+def is_store(path: Path) -> bool:
+    """A directory the proxy may fill: empty, a store already (its index or blobs), or
+    holding only what is started beside one (a log, a port file)."""
+    if (path / "index.sqlite").is_file() or (path / "blobs").is_dir():
+        return True
+    return all(p.suffix == ".log" or p.name.startswith(".port") for p in path.iterdir())
+
+
 def _check_store(cache_dir: Path) -> None:
     """The proxy fills its cache directory: an existing one must be empty or a store."""
     if not cache_dir.is_dir():
         if cache_dir.exists():
             raise UserError(f"--cache-dir {cache_dir} is not a directory", hint="give a directory")
         return
-    ours = (cache_dir / "index.sqlite").is_file() or (cache_dir / "blobs").is_dir()
-    if not ours and any(cache_dir.iterdir()):
+    if not is_store(cache_dir):
         raise UserError(
             f"--cache-dir {cache_dir} holds files that are not a reprobase proxy store",
             hint="give a new or empty directory, or an existing proxy store",

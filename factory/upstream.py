@@ -85,7 +85,7 @@ def check_http_url(flag: str, url: str) -> None:
 def check_cache_dir(path: Path) -> None:
     """The proxy's store must be a directory we can create or write, and an existing one
     must be a store already (or empty): the proxy never fills a directory of the user's."""
-    if path.is_dir() and any(path.iterdir()) and not is_proxy_store(path):
+    if path.is_dir() and not is_proxy_store(path):
         raise UserError(
             f"cannot use --cache-dir {path}: the directory holds files that are not a "
             "reprobase proxy store",
@@ -95,8 +95,10 @@ def check_cache_dir(path: Path) -> None:
 
 
 def is_proxy_store(path: Path) -> bool:
-    """A directory the cache proxy made: its index database and blob store."""
-    return (path / "index.sqlite").is_file() or (path / "blobs").is_dir()
+    """A directory the cache proxy may fill (the proxy's own rule)."""
+    from cache_proxy.cli import is_store
+
+    return is_store(path)
 
 
 def check_writable(flag: str, path: Path) -> None:

@@ -215,3 +215,19 @@ def test_a_wrapped_tool_is_named_and_its_error_lines_win() -> None:
     line = ToolFailed(argv, 25, stderr).render()
     assert line.startswith("error: mmdebstrap failed with exit code 25: E: Unable to locate")
     assert "I: removing" not in line
+
+
+def test_a_cache_dir_is_a_store_or_refused(tmp_path: Path) -> None:
+    from factory.upstream import check_cache_dir
+
+    check_cache_dir(tmp_path / "new")  # created at start
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "proxy.log").write_text("")  # the factory opens the log before the proxy runs
+    (started / ".port-123").write_text("")
+    check_cache_dir(started)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("x")
+    with pytest.raises(UserError, match="not a reprobase proxy store"):
+        check_cache_dir(mine)
