@@ -19,7 +19,7 @@ from factory.compress import Compression
 from factory.image import Provenance, common_annotations, image_config, image_index, image_manifest
 from factory.layer import write_layer
 from factory.packages import Package, packages_digest, packages_from_tar
-from factory.progress import Progress
+from factory.progress import Progress, Task
 from factory.recipe import Recipe
 from factory.rootfs import AptSource, RootfsJob, boot_clock, bootstrap, read_phases
 from factory.snapshot import Timestamp
@@ -87,20 +87,20 @@ def build_arch(
     progress: Progress,
 ) -> ArchResult:
     job = RootfsJob(req.recipe, arch, req.pin, req.source, env, workdir)
-    label = f"build {env.name} {arch.debian}"
-    with progress.stage(f"{label}: root filesystem (mmdebstrap)"):
+    task = Task(req.recipe.ref, arch.debian, env.name)
+    with progress.stage("root filesystem (mmdebstrap)", task):
         started = boot_clock()
         tar = bootstrap(job)
         phases = read_phases(job, started, boot_clock())
     for phase, seconds in phases.items():
-        progress.record(f"{label}: mmdebstrap: {phase}", seconds)
-    with progress.stage(f"{label}: canonical layer ({req.compression.describe()})"):
+        progress.record(f"mmdebstrap: {phase}", seconds, task)
+    with progress.stage(f"canonical layer ({req.compression.describe()})", task):
         tmp_blob = layout / "blobs" / "sha256" / f".layer-{arch.debian}.tmp"
         layer = write_layer(tar, tmp_blob, req.compression, req.pin.epoch)
         oci.add_blob_file(layout, tmp_blob, layer.digest)
         pkgs = packages_from_tar(tar)
-    progress.record(f"{label}: canonical tar", layer.tar_seconds)
-    progress.record(f"{label}: compression", layer.compress_seconds)
+    progress.record("canonical tar", layer.tar_seconds, task)
+    progress.record("compression", layer.compress_seconds, task)
     tar.unlink()
     oci_started = time.monotonic()
     prov = req.provenance
@@ -110,7 +110,7 @@ def build_arch(
     ann = common_annotations(req.recipe, req.pin, prov)
     man = image_manifest(cfg_desc, layer_desc, ann)
     man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
-    progress.record(f"{label}: OCI config and manifest", time.monotonic() - oci_started)
+    progress.record("OCI config and manifest", time.monotonic() - oci_started, task)
     return ArchResult(
         arch,
         man_desc,
@@ -134,7 +134,13 @@ def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) ->
     try:
         for arch in req.arches:
             wd = workroot / f"work-{arch.debian}"
-            results.append(build_arch(req, arch, env, wd, layout, progress))
+            task = Task(req.recipe.ref, arch.debian, env.name)
+            try:
+                results.append(build_arch(req, arch, env, wd, layout, progress))
+            except BaseException:
+                progress.finish(task, ok=False)
+                raise
+            progress.finish(task)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     ann = common_annotations(req.recipe, req.pin, req.provenance)

@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         preflight(src, recipe.suite)  # the archive answers for this pin, before any build
         progress.say(f"{recipe.ref}: snapshot {pin} (SOURCE_DATE_EPOCH={pin.epoch})")
         meter = src.proxy.upstream_bytes if src.proxy else None
+        progress.set_meter(meter)
         verdict = double_build(
             req, output, once=args.once, progress=progress, meter=meter, force=args.force
         )
