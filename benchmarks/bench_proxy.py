@@ -8,7 +8,10 @@ front of one local fake snapshot.debian.org (tests/fakesnap.py). Measured:
 1. warm hits: requests/s for a small .deb (ab -k), MiB/s for a large one (a client
    reading into a 1 MiB buffer: ab's 8 KiB reads are slower than every peer), 1/16/64 clients;
 2. cold misses: 16 clients ask for one file behind a slow upstream; upstream fetches;
-3. ten snapshot timestamps sharing pool files: upstream bytes and disk bytes.
+3. ten snapshot timestamps sharing pool files: upstream bytes and disk bytes;
+4. a hostile upstream: 10% of answers cut mid-body (client requests that fail, for a
+   client that does not retry), and four downloads trickling at 100 B/s (how long
+   another cold fetch waits behind them).
 
 Peers are reached as they are normally used: apt-cacher-ng as an HTTP proxy,
 approx by its repository prefix. Needs: apache2-utils (ab), apt-cacher-ng, approx,
@@ -508,6 +511,70 @@ def timestamps(peers: list[Peer], up: Upstream, table: Table, redirects: bool, l
     table.add(f"{label}: disk MB, all ten", disk, failed)
 
 
+def one_by_one(tmp: Path, up: Upstream) -> Iterator[Peer]:
+    """Each peer alone and cold, stopped before the next starts (a hostile upstream's
+    trickles must not outlive the peer they were meant for)."""
+    tmp.mkdir(parents=True)
+    for start in (start_ours, start_acng, start_approx):
+        peer = start(tmp, up.fake)
+        try:
+            yield peer
+        finally:
+            peer.stop()
+
+
+def truncations(tmp: Path, up: Upstream, table: Table) -> None:
+    """10% of the answers of a timestamp cut in the middle; each peer cold, no retries."""
+    fake = up.fake
+    failed: dict[str, float] = {}
+    wanted = 0
+    ts = TIMESTAMPS[3]
+    run = fake.resolve("debian", ts)
+    assert run is not None
+    debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
+    for i, p in enumerate(one_by_one(tmp, up)):
+        for q in random.Random(i).sample(debs, max(1, len(debs) // 10)):
+            fake.inject(f"/file/{sha1(run.files[q])}", "truncate")
+            fake.inject(f"/mirror/debian/{q}", "truncate")
+        with ThreadPoolExecutor(8) as pool:
+            sizes = list(pool.map(lambda q, p=p: get(p, p.snap_url(ts, q)), debs))
+        fake.faults.clear()
+        failed[p.name] = sum(1 for q, n in zip(debs, sizes, strict=True) if n != len(run.files[q]))
+        wanted = len(debs)
+    table.add(f"cut 10% of answers: failed requests of {wanted}", failed)
+
+
+def trickles(tmp: Path, up: Upstream, table: Table, cap: float = 60.0) -> None:
+    """Four downloads trickling at 100 B/s; then the time one other cold fetch takes
+    (at most ``cap`` seconds are waited)."""
+    fake = up.fake
+    waited: dict[str, float] = {}
+    ts = TIMESTAMPS[5]
+    run = fake.resolve("debian", ts)
+    assert run is not None
+    debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
+    slow, other = debs[:4], debs[4]
+    for p in one_by_one(tmp, up):
+        busy = fake.active
+        for q in slow:
+            fake.inject(f"/file/{sha1(run.files[q])}", "trickle", delay=0.01)
+            fake.inject(f"/mirror/debian/{q}", "trickle", delay=0.01)
+        pool = ThreadPoolExecutor(5)
+        for q in slow:
+            pool.submit(get, p, p.snap_url(ts, q))
+        deadline = time.monotonic() + 10
+        while fake.active < busy + 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        job = pool.submit(get, p, p.snap_url(ts, other))
+        with contextlib.suppress(TimeoutError):
+            job.result(timeout=cap)
+        waited[p.name] = time.monotonic() - start
+        fake.faults.clear()
+        pool.shutdown(wait=False, cancel_futures=True)  # the peer's stop ends the trickles
+    table.add(f"4 trickling downloads: another cold fetch (s, cap {cap:g})", waited)
+
+
 @contextlib.contextmanager
 def started(tmp: Path, up: Upstream) -> Iterator[list[Peer]]:
     """The three caches, cold, each in its own directory under ``tmp``."""
@@ -530,7 +597,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("warm", "cold", "timestamps"),
+        choices=("warm", "cold", "timestamps", "hostile"),
         action="append",
         help="run only these parts (repeatable); default: all",
     )
@@ -565,7 +632,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmpdir:
         tmp = Path(tmpdir)
         try:
-            parts = set(args.only or ("warm", "cold", "timestamps"))
+            parts = set(args.only or ("warm", "cold", "timestamps", "hostile"))
             if parts & {"warm", "cold"}:
                 with started(tmp / "warm", up) as peers:
                     if "warm" in parts:
@@ -581,6 +648,10 @@ def main() -> int:
                 with started(tmp / "ts2", up) as peers:
                     print("ten timestamps, snapshot's 302 /file/<sha1>", flush=True)
                     timestamps(peers, up, table, True, "10 ts, 302 /file/")
+            if "hostile" in parts:
+                print("a hostile upstream", flush=True)
+                truncations(tmp / "cut", up, table)
+                trickles(tmp / "trickle", up, table)
         finally:
             up.stop()
     print()

@@ -98,6 +98,7 @@ class Cache:
         self._evicting: asyncio.Task[None] | None = None
         self.serving: Counter[str] = Counter()  # blobs being opened for a client: kept
         self._deleting: dict[str, asyncio.Future[None]] = {}  # blobs eviction is removing
+        self._evict_error: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -260,7 +261,8 @@ class Cache:
                 del table[key]
 
     def problems(self) -> list[str]:
-        return self.atimes.problems()
+        evict = [f"eviction: {self._evict_error}"] if self._evict_error else []
+        return self.atimes.problems() + evict
 
     async def cached(self, target: Target, run: str) -> BlobRow | None:
         """Steps 1-3 of the lookup order, without any upstream request."""
@@ -742,7 +744,22 @@ class Cache:
         if cap is None or self.size <= cap:
             return
         if self._evicting is None or self._evicting.done():
-            self._evicting = asyncio.create_task(self._evict(cap))
+            self._evicting = asyncio.create_task(self._evict_reporting(cap))
+
+    async def _evict_reporting(self, cap: int) -> None:
+        """``_evict``, its failures (a sqlite or disk error) reported, never fatal: the
+        next commit tries again."""
+        try:
+            await self._evict(cap)
+        except (sqlite3.Error, OSError) as exc:
+            if self._evict_error is None:
+                log.warning("eviction failed: %s: %s", type(exc).__name__, exc)
+            self._evict_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.inc("background_errors_total", task="eviction")
+            self.metrics.set("background_ok", 0, task="eviction")
+        else:
+            self._evict_error = None
+            self.metrics.set("background_ok", 1, task="eviction")
 
     async def _evict(self, cap: int) -> None:
         """Drop least recently used blobs until under the cap (in-flight ones are in tmp/)."""

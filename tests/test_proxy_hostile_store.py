@@ -262,3 +262,41 @@ async def test_background_scrub_drops_a_flipped_blob_while_serving(
     assert not blob.exists()
     async with http.get(proxy.archive_url("debian", RUNS[0], POOL)) as resp:
         assert await resp.read() == want
+
+
+async def test_eviction_failure_is_reported_and_retried(
+    fake: FakeSnapshot,
+    make_proxy: MakeProxy,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = fake.runs["debian"][0]
+    pool = sorted(p for p in run.files if p.startswith("pool/"))
+    proxy = await make_proxy(max_size=len(run.files[pool[0]]) + 10)
+    real = Index.delete_blob
+    failing = True
+
+    def delete_blob(self: Index, sha: str) -> None:
+        if failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(self, sha)
+
+    monkeypatch.setattr(Index, "delete_blob", delete_blob)
+    for path in pool[:2]:
+        async with http.get(proxy.archive_url("debian", RUNS[0], path)) as resp:
+            assert await resp.read() == run.files[path]
+
+    async def degraded() -> bool:
+        return "eviction: OperationalError: disk I/O error" in await healthz(http, proxy.url)
+
+    await until(degraded, "/healthz names the eviction failure")
+    assert metric(proxy, "background_errors_total", task="eviction") >= 1
+    failing = False
+    async with http.get(proxy.archive_url("debian", RUNS[0], pool[2])) as resp:
+        assert await resp.read() == run.files[pool[2]]
+
+    async def healthy() -> bool:
+        return await healthz(http, proxy.url) == "ok"
+
+    await until(healthy, "eviction works again")
+    assert metric(proxy, "evictions_total") >= 2
