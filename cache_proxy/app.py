@@ -41,6 +41,7 @@ HTTP_LOG: Final = http_logger()
 
 CACHE_KEY: Final = web.RequestKey("cache", str)
 CACHE_HEADER: Final = "X-Cache"  # HIT, MISS or COALESCED, as squid and varnish say it
+CLIENT_PROTOCOL: Final = "X-Reprobase-Client-Protocol"  # set by a load balancer in front
 REFETCH_ROUNDS: Final = 3
 SMALL_BLOB: Final = 256 * 1024
 SMALL_TOTAL: Final = 64 << 20
@@ -262,6 +263,16 @@ def error_response(exc: BaseException) -> web.Response:
         exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
     )
     return text_response(502, f"proxy error: {type(exc).__name__}")
+
+
+def speaks_http10(request: web.BaseRequest) -> bool:
+    """The client is HTTP/1.0, here or behind a load balancer that says so in
+    ``X-Reprobase-Client-Protocol`` (schedules/farm/nginx.conf): it has no chunked
+    framing, so a body of unknown length must be verified before it is sent."""
+    return (
+        request.version < HttpVersion11
+        or request.headers.get(CLIENT_PROTOCOL, "").strip().upper() == "HTTP/1.0"
+    )
 
 
 def end_broken(request: web.BaseRequest) -> None:
@@ -591,7 +602,7 @@ class ProxyApp(Front):
         """
         await flight.started()
         ranged = hdrs.RANGE in request.headers or hdrs.IF_RANGE in request.headers
-        unframed = request.version < HttpVersion11 and (
+        unframed = speaks_http10(request) and (
             flight.attempt is None or flight.attempt.size is None
         )
         if flight.done.done() or ranged or unframed:

@@ -19,6 +19,8 @@ APT_PACKAGES=(
   # peers measured by the benchmarks and by the tests
   # (debootstrap: debuerreotype-init needs it and it is only a Recommends)
   debuerreotype debootstrap apt-cacher-ng approx diffoscope-minimal hyperfine
+  # the load balancer of the proxy farm test (tests/test_proxy_farm.py, schedules/farm/)
+  nginx-light
   # schedules and the report: unit checks, the browser that looks at the dashboard
   systemd chromium fonts-dejavu-core sqlite3 docker-compose shellcheck
   python3-venv python3-dev gcc curl ca-certificates gpg apt
@@ -33,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   # apt-cacher-ng and approx are only benchmark peers: keep their services off.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-  for svc in apt-cacher-ng approx docker-registry; do
+  for svc in apt-cacher-ng approx docker-registry nginx; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
