@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import random
 import re
@@ -376,7 +377,7 @@ def get(peer: Peer, url: str) -> int:
     try:
         with opener.open(url, timeout=60) as resp:
             return len(resp.read()) if resp.status == 200 else -1
-    except OSError:
+    except (OSError, http.client.HTTPException):  # refused, reset, or a body cut short
         return -1
 
 
@@ -532,7 +533,10 @@ def truncations(tmp: Path, up: Upstream, table: Table) -> None:
     run = fake.resolve("debian", ts)
     assert run is not None
     debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
+    indexes = ["dists/bookworm/InRelease", "dists/bookworm/main/binary-amd64/Packages.xz"]
     for i, p in enumerate(one_by_one(tmp, up)):
+        for q in indexes:  # as apt does: the indexes first (they are not cut here)
+            assert get(p, p.snap_url(ts, q)) > 0, f"{p.name} cannot serve {q}"
         for q in random.Random(i).sample(debs, max(1, len(debs) // 10)):
             fake.inject(f"/file/{sha1(run.files[q])}", "truncate")
             fake.inject(f"/mirror/debian/{q}", "truncate")

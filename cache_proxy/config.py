@@ -69,7 +69,7 @@ class ProxyConfig:
     min_rate: float = 1024.0  # bytes/s over ``rate_window``, else the attempt is dropped
     rate_window: float = 30.0
     slow_rate: float = 64 * 1024.0  # bytes/s over ``slow_after`` seconds: below, the
-    slow_after: float = 5.0  # download gives its connection slot to others
+    slow_after: float = 1.0  # download gives its connection slot to others
     deadline: float = 6 * 3600.0  # seconds one attempt may take, however fast it goes
     resumes: int = 3  # Range requests to continue one cut attempt
     # Origins (scheme://host[:port]) besides the upstreams' own that redirects may lead to.
