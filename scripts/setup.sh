@@ -15,7 +15,8 @@ APT_PACKAGES=(
   mmdebstrap debian-archive-keyring arch-test qemu-user-static binfmt-support faketime
   uidmap util-linux
   # checking our OCI output, and the registry the publishing tests push to
-  skopeo umoci podman docker-registry apache2-utils openssl
+  # (runc: podman's crun refuses this machine's hybrid cgroups)
+  skopeo umoci podman runc docker-registry apache2-utils openssl
   # peers measured by the benchmarks and by the tests
   # (debootstrap: debuerreotype-init needs it and it is only a Recommends)
   debuerreotype debootstrap apt-cacher-ng approx diffoscope-minimal hyperfine
