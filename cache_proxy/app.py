@@ -83,13 +83,19 @@ class BlobResponse(web.FileResponse):
             with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: aiohttp's 404
                 return await self._whole(request)
         if_range = request.headers.get(hdrs.IF_RANGE, "")
+        ignore_range = hdrs.RANGE in request.headers and not httpsem.is_bytes_range(
+            request.headers[hdrs.RANGE]
+        )
         if hdrs.RANGE in request.headers and httpsem.is_entity_tag(if_range):
             loop = asyncio.get_running_loop()
             st = await loop.run_in_executor(None, os.stat, self._path)
-            if not httpsem.strong_etag_match(if_range, httpsem.file_etag(st)):
-                headers = request.headers.copy()
-                del headers[hdrs.RANGE]
-                request = request.clone(headers=headers)
+            ignore_range = ignore_range or not httpsem.strong_etag_match(
+                if_range, httpsem.file_etag(st)
+            )
+        if ignore_range:
+            headers = request.headers.copy()
+            del headers[hdrs.RANGE]
+            request = request.clone(headers=headers)
         return await super().prepare(request)
 
     async def _whole(self, request: web.BaseRequest) -> AbstractStreamWriter | None:

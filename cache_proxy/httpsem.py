@@ -72,6 +72,13 @@ def parse_http_date(value: str | None) -> float | None:
     return dt.timestamp() if dt.tzinfo is not None else None
 
 
+def is_bytes_range(value: str) -> bool:
+    """RFC 9110 §14.2: a Range in a unit we do not know ("items=0-5") is ignored (the
+    whole representation is sent); only the bytes unit (case-insensitive) is ours."""
+    unit, sep, _ = value.strip().partition("=")
+    return bool(sep) and unit.strip().lower() == "bytes"
+
+
 def is_entity_tag(value: str) -> bool:
     return value.startswith(('"', "W/"))
 
