@@ -524,7 +524,11 @@ class ProxyApp(Front):
 
     async def startup(self) -> None:
         self.access.start()
-        await self.cache.open()
+        try:
+            await self.cache.open()
+        except BaseException:
+            await self.cleanup()  # a refused start leaves no thread or task behind
+            raise
         self.ready = True
 
     async def cleanup(self) -> None:

@@ -300,3 +300,27 @@ async def test_eviction_failure_is_reported_and_retried(
 
     await until(healthy, "eviction works again")
     assert metric(proxy, "evictions_total") >= 2
+
+
+async def test_damaged_index_that_cannot_be_moved_is_one_clear_line(
+    tmp_path: Path, fake: FakeSnapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cache_proxy import cache as cache_module
+    from cache_proxy.errors import UserError
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "index.sqlite").write_bytes(b"this is not a database, not even close" * 100)
+
+    def refuse(path: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cache_module, "set_aside", refuse)
+    server = ProxyServer(
+        ProxyConfig(cache_dir=cache, upstreams=(fake.snapshot_base,), host="127.0.0.1", port=0)
+    )
+    with pytest.raises(UserError) as err:
+        await server.start()
+    line = err.value.render()
+    assert "\n" not in line and line.startswith("error: the cache index ")
+    assert "is damaged (file is not a database)" in line and "Permission denied" in line
