@@ -155,3 +155,14 @@ async def test_healthy_answers_for_both_versions(start: Start, version: str, fra
         body = got.dechunked() if "transfer-encoding" in got.headers else got.body
         assert got.status == 200 and body == want(fake) and not got.reset
     assert fake.count(TARGET) == 1
+
+
+async def test_balancer_says_the_client_is_http10(start: Start) -> None:
+    """Behind nginx (schedules/farm/nginx.conf) the replica sees HTTP/1.1 from the
+    balancer; X-Reprobase-Client-Protocol names the client's version."""
+    fake, proxy = await start(framing="chunked", redirect_pool=False)
+    persistent(fake)
+    fake.inject(TARGET, "truncate", times=100)
+    got = await raw_get(proxy.address, TARGET, headers="X-Reprobase-Client-Protocol: HTTP/1.0\r\n")
+    await settle(proxy)
+    assert got.status == 502  # waited for a verified blob that never came
