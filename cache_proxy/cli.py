@@ -170,6 +170,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and retried (default 1024)",
     )
     parser.add_argument(
+        "--scrub-rate",
+        metavar="BYTES",
+        default=None,
+        help="re-hash stored blobs in the background at this many bytes/s (e.g. 20M), "
+        "dropping damaged ones; default: off (see the scrub action)",
+    )
+    parser.add_argument(
         "--deadline",
         metavar="SECONDS",
         type=float,
@@ -229,6 +236,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             workers=workers,
             min_rate=args.min_rate,
             deadline=args.deadline,
+            scrub_rate=_scrub_rate(args.scrub_rate),
             redirect_origins=tuple(args.redirect_origin or ()),
             metrics_networks=_networks(args.metrics_allow),
         )
@@ -236,6 +244,18 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         raise UserError(
             str(exc), hint=f"--upstream takes http(s) URLs such as {DEFAULT_UPSTREAM}"
         ) from exc
+
+
+def _scrub_rate(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        rate = parse_size(raw)
+    except ValueError:
+        raise UserError(f"--scrub-rate {raw!r} is not a rate", hint="e.g. 20M (bytes/s)") from None
+    if rate <= 0:
+        raise UserError(f"--scrub-rate {raw} is out of range", hint="give more than 0, e.g. 20M")
+    return float(rate)
 
 
 def _networks(raw: list[str] | None) -> tuple[str, ...] | None:
