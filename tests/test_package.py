@@ -141,8 +141,9 @@ def test_the_wheel_carries_every_subpackage_recipe_and_schedule(installed: Insta
     for ref in SHIPPED:
         name, tag = ref.split(":")
         assert f"factory/_data/images/{name}/{tag}.toml" in names
-    for f in (ROOT / "schedules").iterdir():
-        assert f"factory/_data/schedules/{f.name}" in names
+    for f in (ROOT / "schedules").rglob("*"):
+        if f.is_file() and "__pycache__" not in f.parts:
+            assert f"factory/_data/schedules/{f.relative_to(ROOT / 'schedules')}" in names, f
     entry = zipfile.ZipFile(installed.wheel).read("reprobase-0.1.0.dist-info/entry_points.txt")
     assert b"reprobase = factory.cli:main" in entry
     assert b"reprobase-proxy = cache_proxy.cli:main" in entry
