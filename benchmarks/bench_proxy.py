@@ -534,17 +534,19 @@ def truncations(tmp: Path, up: Upstream, table: Table) -> None:
     assert run is not None
     debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
     indexes = ["dists/bookworm/InRelease", "dists/bookworm/main/binary-amd64/Packages.xz"]
+    fake.redirect_pool = False  # pool files answered in place: every peer can follow
     for i, p in enumerate(one_by_one(tmp, up)):
         for q in indexes:  # as apt does: the indexes first (they are not cut here)
             assert get(p, p.snap_url(ts, q)) > 0, f"{p.name} cannot serve {q}"
         for q in random.Random(i).sample(debs, max(1, len(debs) // 10)):
-            fake.inject(f"/file/{sha1(run.files[q])}", "truncate")
+            fake.inject(f"/archive/debian/{ts}/{q}", "truncate")
             fake.inject(f"/mirror/debian/{q}", "truncate")
         with ThreadPoolExecutor(8) as pool:
             sizes = list(pool.map(lambda q, p=p: get(p, p.snap_url(ts, q)), debs))
         fake.faults.clear()
         failed[p.name] = sum(1 for q, n in zip(debs, sizes, strict=True) if n != len(run.files[q]))
         wanted = len(debs)
+    fake.redirect_pool = True
     table.add(f"cut 10% of answers: failed requests of {wanted}", failed)
 
 
@@ -558,10 +560,11 @@ def trickles(tmp: Path, up: Upstream, table: Table, cap: float = 60.0) -> None:
     assert run is not None
     debs = sorted(q for q in run.files if q.startswith("pool/main/p/"))
     slow, other = debs[:4], debs[4]
+    fake.redirect_pool = False  # pool files answered in place: every peer can follow
     for p in one_by_one(tmp, up):
         busy = fake.active
         for q in slow:
-            fake.inject(f"/file/{sha1(run.files[q])}", "trickle", delay=0.01)
+            fake.inject(f"/archive/debian/{ts}/{q}", "trickle", delay=0.01)
             fake.inject(f"/mirror/debian/{q}", "trickle", delay=0.01)
         pool = ThreadPoolExecutor(5)
         for q in slow:
@@ -576,6 +579,7 @@ def trickles(tmp: Path, up: Upstream, table: Table, cap: float = 60.0) -> None:
         waited[p.name] = time.monotonic() - start
         fake.faults.clear()
         pool.shutdown(wait=False, cancel_futures=True)  # the peer's stop ends the trickles
+    fake.redirect_pool = True
     table.add(f"4 trickling downloads: another cold fetch (s, cap {cap:g})", waited)
 
 
