@@ -42,6 +42,7 @@ log = logging.getLogger("cache_proxy.cache")
 
 HOT_ENTRIES: Final = 65536
 SCRUB_PAUSE: Final = 24 * 3600.0  # between two background scrub passes
+SCRUB_RETRY: Final = 60.0  # after a pass that failed (disk or sqlite error)
 RECENT_ENTRIES: Final = 4096
 _ARCHIVE_REDIRECT: Final = "/archive/"
 
@@ -99,6 +100,7 @@ class Cache:
         self.serving: Counter[str] = Counter()  # blobs being opened for a client: kept
         self._deleting: dict[str, asyncio.Future[None]] = {}  # blobs eviction is removing
         self._evict_error: str | None = None
+        self._scrub_error: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -162,11 +164,13 @@ class Cache:
                 for sha, _size in blobs:
                     await self._scrub_one(sha, rate)
                 self.metrics.set("background_ok", 1, task="scrub")
+                self._scrub_error = None
             except (OSError, sqlite3.Error) as exc:
                 log.warning("background scrub: %s: %s", type(exc).__name__, exc)
+                self._scrub_error = f"{type(exc).__name__}: {exc}"
                 self.metrics.inc("background_errors_total", task="scrub")
                 self.metrics.set("background_ok", 0, task="scrub")
-            await asyncio.sleep(SCRUB_PAUSE)
+            await asyncio.sleep(SCRUB_PAUSE if self._scrub_error is None else SCRUB_RETRY)
 
     async def _scrub_one(self, sha: str, rate: float) -> None:
         loop = asyncio.get_running_loop()
@@ -262,7 +266,8 @@ class Cache:
 
     def problems(self) -> list[str]:
         evict = [f"eviction: {self._evict_error}"] if self._evict_error else []
-        return self.atimes.problems() + evict
+        scrub = [f"background scrub: {self._scrub_error}"] if self._scrub_error else []
+        return self.atimes.problems() + evict + scrub
 
     async def cached(self, target: Target, run: str) -> BlobRow | None:
         """Steps 1-3 of the lookup order, without any upstream request."""
