@@ -182,8 +182,8 @@ class Cache:
         self.metrics.inc("scrubbed_blobs_total")
         if not got.ok and sha not in self.serving and sha not in self._deleting:
             log.warning("background scrub: blob %s does not hash to its name: dropped", sha)
-            self.metrics.inc("scrub_dropped_total")
             await self._remove_blob(sha)
+            self.metrics.inc("scrub_dropped_total")
             self.size -= got.size
             self.metrics.set("cache_bytes", self.size)
             self.metrics.inc("cache_blobs", -1)
