@@ -5,19 +5,11 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from cache_proxy.errors import UserError
 
-class UserError(Exception):
-    """A mistake the user can fix (bad input, missing tool, refused timestamp)."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def render(self) -> str:
-        if self.hint:
-            return f"error: {self.message} (hint: {self.hint})"
-        return f"error: {self.message}"
+# One error type for the whole tool: the proxy's, since cache_proxy stands alone (it must
+# start without factory) and factory already builds on it. Re-exported from here.
+__all__ = ["Mismatch", "ToolFailed", "UserError", "meaningful_lines"]
 
 
 def meaningful_lines(argv: list[str], stderr: str, count: int = 3) -> list[str]:

@@ -1,8 +1,8 @@
 """`reprobase proxy`: the cache proxy (cache_proxy.cli), under the factory's dispatcher.
 
-The proxy's own errors become the factory's, so the line, --json and exit code are
-those of every other subcommand. `reprobase-proxy` and `python -m cache_proxy` run
-the same code without the factory.
+The proxy's errors are the factory's (factory.errors re-exports cache_proxy's UserError),
+so the line, --json and exit code are those of every other subcommand.
+`reprobase-proxy` and `python -m cache_proxy` run the same code without the factory.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 
 from cache_proxy import cli
-from cache_proxy.errors import UserError as ProxyError
-from factory.errors import UserError
 
 HELP = cli.HELP
 
@@ -21,7 +19,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return cli.run(args)
-    except ProxyError as exc:
-        raise UserError(exc.message, hint=exc.hint) from exc
+    return cli.run(args)
