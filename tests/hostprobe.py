@@ -2,8 +2,9 @@
 
 Run as a script by tests/test_hostindep.py under other CPU models (qemu-x86_64-static
 -cpu MODEL), an arm64 Python (an arm64 chroot through qemu-aarch64-static) and trixie's
-Python; it needs only the standard library, factory/ and the compressor wheels, no
-pytest and no mmdebstrap. Its output must equal tests/golden/byte-path.json everywhere.
+Python; it needs only the standard library, factory/ (and cache_proxy's error type) and
+the compressor wheels, no pytest and no mmdebstrap. Its output must equal
+tests/golden/byte-path.json everywhere.
 """
 
 from __future__ import annotations
