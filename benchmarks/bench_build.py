@@ -160,7 +160,9 @@ def main() -> int:
                 t, res = ours(args.suite, ts, proxy.url, work / "ours")
                 times["reprobase build --once"].append(t)
                 # the part of our own run that was mmdebstrap itself: the rest is ours
-                inner.append(sum(v for k, v in res["durations"].items() if "mmdebstrap" in k))
+                inner.append(
+                    sum(v for k, v in res["durations"].items() if k.endswith("(mmdebstrap)"))
+                )
                 results["ours"] = res
 
             def run_verified() -> None:
