@@ -2,8 +2,8 @@
 
 The repository's top-level images/ and schedules/ stay the source of truth; a wheel
 (built from the checkout or from the sdist, which carries both, see MANIFEST.in) gets
-a copy under factory/_data/, where factory.shipped finds them with importlib.resources.
-An editable install copies nothing: factory.shipped falls back to the checkout.
+a copy under factory/_data/, where factory.common.shipped finds them with importlib.resources.
+An editable install copies nothing: factory.common.shipped falls back to the checkout.
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory import proxyctl
-from factory.aptsources import system_debian_mirror
-from factory.compress import Compression
-from factory.layer import write_layer
-from factory.snapshot import today_utc
-from factory.upstream import mirror_base
+from factory.image.compress import Compression
+from factory.image.layer import write_layer
+from factory.source import proxyctl
+from factory.source.aptsources import system_debian_mirror
+from factory.source.snapshot import today_utc
+from factory.source.upstream import mirror_base
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_build import plain_mmdebstrap
 
-from factory import proxyctl
-from factory.aptsources import system_debian_mirror
-from factory.compress import Compression
-from factory.snapshot import today_utc
-from factory.upstream import mirror_base
+from factory.image.compress import Compression
+from factory.source import proxyctl
+from factory.source.aptsources import system_debian_mirror
+from factory.source.snapshot import today_utc
+from factory.source.upstream import mirror_base
 
 Codec = Callable[[memoryview], bytes]
 

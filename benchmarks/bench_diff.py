@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from factory.runner import clean_env  # noqa: E402
+from factory.common.runner import clean_env  # noqa: E402
 from tests.diff_fixtures import big_layout, layout_to_archive, rootfs_like  # noqa: E402
 
 GNU_TIME = "/usr/bin/time"

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory import proxyctl
-from factory.aptsources import system_debian_mirror
-from factory.upstream import mirror_base
+from factory.source import proxyctl
+from factory.source.aptsources import system_debian_mirror
+from factory.source.upstream import mirror_base
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ["debian:bookworm", "debian:trixie"]

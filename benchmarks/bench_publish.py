@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from factory import runner
-from factory.canonical import sha256_digest
+from factory.common import runner
+from factory.common.canonical import sha256_digest
 from factory.registry import push_layout_sync
 from tests.registry_fixtures import (
     Registry,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol, cast
 
 from factory import __version__
-from factory.errors import UserError
+from factory.common.errors import UserError
 
 # name -> (module, one-line help). Only the module of the command being run is
 # imported: start-up stays fast, and one command's problem cannot break another.

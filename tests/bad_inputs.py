@@ -290,8 +290,8 @@ def _nightly_toml(state: Path, **over: str) -> str:
 
 def make_sandbox(root: Path) -> None:
     """Every input the table refers to, under root (also HOME and the current dir)."""
-    from factory import oci
-    from factory.history import History
+    from factory.image import oci
+    from factory.report.history import History
     from tests.registry_fixtures import make_layout
     from tests.report_fixtures import synthetic_records
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from factory import proxyctl
-from factory.aptsources import system_debian_mirror
-from factory.snapshot import today_utc
-from factory.upstream import mirror_base
+from factory.source import proxyctl
+from factory.source.aptsources import system_debian_mirror
+from factory.source.snapshot import today_utc
+from factory.source.upstream import mirror_base
 
 # One timestamp for the whole session: today's midnight (the recorder freezes it).
 TEST_SNAPSHOT = today_utc().text
@@ -61,7 +61,8 @@ def run_build(
     name so that a leak of the build host's name into the image can be searched for."""
     hostname = hostname or f"leakcheck-{uuid.uuid4().hex[:12]}"
     argv = [
-        "unshare", "--uts", "--", sys.executable, "-m", "factory.varyenv", "--hostname", hostname,
+        "unshare", "--uts", "--", sys.executable, "-m", "factory.rootfs.varyenv",
+        "--hostname", hostname,
         "--", sys.executable, "-m", "factory.cli", "build", image, "--arch", "amd64",
         "--snapshot", TEST_SNAPSHOT, "--proxy", proxy.url, "--upstream", "record",
         "--output", str(output), "--json", *extra,

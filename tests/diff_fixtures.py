@@ -20,8 +20,8 @@ import deflate
 import zstandard
 from isal import igzip
 
-from factory import oci
-from factory.canonical import canonical_json
+from factory.common.canonical import canonical_json
+from factory.image import oci
 
 SDE = 1_700_000_000  # 2023-11-14T22:13:20Z
 

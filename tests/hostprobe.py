@@ -19,21 +19,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from factory import oci
-from factory.arch import Architecture
-from factory.canonical import canonical_json, sha256_digest
-from factory.compress import Compression
-from factory.image import (
+from factory.common.arch import Architecture
+from factory.common.canonical import canonical_json, sha256_digest
+from factory.image import oci
+from factory.image.compress import Compression
+from factory.image.config import (
     Provenance,
     common_annotations,
     image_config,
     image_index,
     image_manifest,
 )
-from factory.layer import write_layer_from
-from factory.recipe import Recipe, SlimRules
-from factory.selftest import EPOCH, answers, sample_bytes, sample_tar
-from factory.snapshot import Timestamp
+from factory.image.layer import write_layer_from
+from factory.image.selftest import EPOCH, answers, sample_bytes, sample_tar
+from factory.recipes.recipe import Recipe, SlimRules
+from factory.source.snapshot import Timestamp
 
 PIN = Timestamp.parse("20261129T000000Z")
 RECIPE = Recipe(

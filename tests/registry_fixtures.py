@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from factory import runner
-from factory.canonical import sha256_digest
-from factory.oci import (
+from factory.common import runner
+from factory.common.canonical import sha256_digest
+from factory.image.oci import (
     MT_CONFIG,
     MT_INDEX,
     MT_LAYER_GZIP,

@@ -7,7 +7,7 @@ and removals, a failed build without digests, and re-verification rows.
 
 from __future__ import annotations
 
-from factory.history import Package, ResultRecord, package_set_key
+from factory.report.history import Package, ResultRecord, package_set_key
 
 BASE_BOOKWORM: tuple[Package, ...] = (
     ("apt", "2.6.1", "amd64"),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.canonical import sha256_digest
 from factory.cli import main
-from factory.errors import ToolFailed, UserError
-from factory.image import Provenance
+from factory.common.canonical import sha256_digest
+from factory.common.errors import ToolFailed, UserError
+from factory.image.config import Provenance
 from factory.registry import push_layout_sync
 from tests.bad_inputs import CASES, measure, run_case
 from tests.registry_fixtures import (
@@ -116,9 +116,9 @@ def test_push_target_is_probed_before_the_build(
 
 
 def _ann(prov: Provenance) -> dict[str, str]:
-    from factory.image import common_annotations
-    from factory.recipe import recipe_from_dict
-    from factory.snapshot import Timestamp
+    from factory.image.config import common_annotations
+    from factory.recipes.recipe import recipe_from_dict
+    from factory.source.snapshot import Timestamp
 
     recipe = recipe_from_dict(
         {"name": "debian", "tag": "bookworm", "suite": "bookworm", "architectures": ["amd64"]},
@@ -146,7 +146,7 @@ def test_a_mirror_build_says_what_its_packages_came_from() -> None:
 
 
 def test_the_security_archive_beside_a_mirror(tmp_path: Path) -> None:
-    from factory.upstream import security_beside
+    from factory.source.upstream import security_beside
 
     (tmp_path / "debian" / "dists").mkdir(parents=True)
     assert security_beside(f"file://{tmp_path}/debian/") is None  # none there: said loudly
@@ -156,10 +156,10 @@ def test_the_security_archive_beside_a_mirror(tmp_path: Path) -> None:
 
 
 def test_rebuild_command_names_the_security_archive() -> None:
-    from factory.arch import Architecture
-    from factory.image import rebuild_command
-    from factory.recipe import recipe_from_dict
-    from factory.snapshot import Timestamp
+    from factory.common.arch import Architecture
+    from factory.image.config import rebuild_command
+    from factory.recipes.recipe import recipe_from_dict
+    from factory.source.snapshot import Timestamp
 
     recipe = recipe_from_dict(
         {"name": "debian", "tag": "bookworm", "suite": "bookworm", "architectures": ["amd64"]},
@@ -175,8 +175,8 @@ def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from factory.rootfs import AptSource
-    from factory.upstream import ResolvedSource, preflight
+    from factory.rootfs.mmdebstrap import AptSource
+    from factory.source.upstream import ResolvedSource, preflight
 
     (tmp_path / "debian" / "dists" / "bookworm").mkdir(parents=True)
     (tmp_path / "debian" / "dists" / "bookworm" / "InRelease").write_text("signed\n")
@@ -195,9 +195,9 @@ def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
 
 
 def test_a_recipe_claim_of_a_snapshot_pin_is_dropped_for_a_mirror_build() -> None:
-    from factory.image import common_annotations
-    from factory.recipe import load_recipe
-    from factory.snapshot import Timestamp
+    from factory.image.config import common_annotations
+    from factory.recipes.recipe import load_recipe
+    from factory.source.snapshot import Timestamp
 
     recipe = load_recipe("debian:bookworm")
     assert "pinned to snapshot.debian.org" in recipe.description
@@ -209,7 +209,7 @@ def test_a_recipe_claim_of_a_snapshot_pin_is_dropped_for_a_mirror_build() -> Non
 
 
 def test_a_wrapped_tool_is_named_and_its_error_lines_win() -> None:
-    argv = ["unshare", "--uts", "--", "/usr/bin/python3", "-m", "factory.varyenv", "--",
+    argv = ["unshare", "--uts", "--", "/usr/bin/python3", "-m", "factory.rootfs.varyenv", "--",
             "/usr/bin/mmdebstrap", "--variant=minbase", "bookworm", "/w/out.tar"]  # fmt: skip
     stderr = "E: Unable to locate package nope\nI: main() received signal PIPE\nI: removing tempdir"
     line = ToolFailed(argv, 25, stderr).render()
@@ -218,7 +218,7 @@ def test_a_wrapped_tool_is_named_and_its_error_lines_win() -> None:
 
 
 def test_a_cache_dir_is_a_store_or_refused(tmp_path: Path) -> None:
-    from factory.upstream import check_cache_dir
+    from factory.source.upstream import check_cache_dir
 
     check_cache_dir(tmp_path / "new")  # created at start
     started = tmp_path / "started"

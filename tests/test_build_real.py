@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.recipe import load_recipe
+from factory.recipes.recipe import load_recipe
 from tests.build_fixtures import TEST_SNAPSHOT, BuildRun, run_build
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]

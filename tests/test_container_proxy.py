@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import proxyctl
+from factory.source import proxyctl
 from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror  # noqa: F401
 from tests.test_package import checkout_copy
 

@@ -487,11 +487,11 @@ def test_golden_compression_and_order(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_factory_layers_merge_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The factory's canonical layers (factory.layer) are sorted the way the merge expects."""
+    """The factory's canonical layers (factory.image.layer) are sorted the way the merge expects."""
     import factory.diffing.layers as layers
-    from factory import oci
-    from factory.compress import Compression
-    from factory.layer import write_layer
+    from factory.image import oci
+    from factory.image.compress import Compression
+    from factory.image.layer import write_layer
 
     def no_index(*_: object) -> None:
         raise AssertionError("fell back to the index")

@@ -7,13 +7,13 @@ import tarfile
 
 import pytest
 
+from factory.common.errors import UserError
 from factory.diffing import culprits
 from factory.diffing.content import ContentProbe, common_prefix, compare_streams, describe, hexdump
 from factory.diffing.jsoncmp import compare_json, flatten
 from factory.diffing.mergejoin import component_key
 from factory.diffing.model import Kind
 from factory.diffing.tarstream import TarReader, normalise
-from factory.errors import UserError
 
 LONG = "usr/share/" + "very-long-directory-name/" * 8 + "file.txt"
 

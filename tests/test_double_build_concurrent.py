@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import proxyctl
-from factory.aptsources import system_debian_mirror
-from factory.upstream import mirror_base
+from factory.source import proxyctl
+from factory.source.aptsources import system_debian_mirror
+from factory.source.upstream import mirror_base
 from tests.build_fixtures import run_build
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]

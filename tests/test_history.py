@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import UserError
-from factory.history import History, ResultRecord, package_set_key
-from factory.packages import packages_digest
+from factory.common.errors import UserError
+from factory.report.history import History, ResultRecord, package_set_key
+from factory.rootfs.packages import packages_digest
 from tests.report_fixtures import hostile_record, synthetic_records
 
 

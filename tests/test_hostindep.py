@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from factory import selftest
-from factory.aptsources import system_debian_mirror
-from factory.errors import UserError
+from factory.common.errors import UserError
+from factory.image import selftest
+from factory.source.aptsources import system_debian_mirror
 from tests.build_fixtures import ROOT, TEST_SNAPSHOT
 
 GOLDEN = json.loads((ROOT / "tests/golden/byte-path.json").read_text())
@@ -87,7 +87,7 @@ ISAL_PROBE = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 from isal import isal_zlib
-from factory.selftest import sample_bytes
+from factory.image.selftest import sample_bytes
 c = isal_zlib.compressobj(3, isal_zlib.DEFLATED, 31)
 print(hashlib.sha256(c.compress(sample_bytes(192 * 1024)) + c.flush()).hexdigest())
 """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.compress import Compression
-from factory.layer import plan_entries, write_layer
+from factory.image.compress import Compression
+from factory.image.layer import plan_entries, write_layer
 
 EPOCH = 1795910400  # 2026-11-29T00:00:00Z
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import proxyctl
 from factory.cli import main
-from factory.history import History
+from factory.report.history import History
+from factory.source import proxyctl
 from tests.build_fixtures import ROOT
 from tests.registry_fixtures import Registry, registry, skopeo_raw
 
@@ -119,8 +119,8 @@ def test_two_nights(
 
 
 def test_second_nightly_is_refused_while_one_runs(tmp_path: Path) -> None:
-    from factory.errors import UserError
-    from factory.nightly import nightly_lock
+    from factory.common.errors import UserError
+    from factory.nightly.run import nightly_lock
 
     lock = tmp_path / "nightly.lock"
     with (

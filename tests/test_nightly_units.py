@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import oci, store
-from factory.errors import UserError
-from factory.nightlyconfig import load_config
-from factory.recipe import load_recipe
-from factory.snapshot import Timestamp
+from factory.common.errors import UserError
+from factory.image import oci
+from factory.nightly.config import load_config
+from factory.publish import store
+from factory.recipes.recipe import load_recipe
+from factory.source.snapshot import Timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +96,7 @@ def test_store_retag_of_unknown_tag_is_an_error(tmp_path: Path) -> None:
 
 
 def test_date_tags() -> None:
-    from factory.publishing import all_tags
+    from factory.publish.targets import all_tags
 
     assert all_tags(load_recipe("debian:bookworm-slim"), Timestamp.parse("20261129T000000Z")) == [
         "bookworm-slim",

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from factory.normalize import clamp_shadow, normalise
+from factory.rootfs.normalize import clamp_shadow, normalise
 
 EPOCH = 1795910400  # day 20786
 

@@ -1,4 +1,4 @@
-"""Never destroy what we did not make: every command's output path (factory.outputs).
+"""Never destroy what we did not make: every command's output path (factory.common.outputs).
 
 For build, merge, nightly --output-layout, report and publish --output-archive: a
 non-empty foreign directory, a file, the current directory and the home directory are
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from factory import oci, outputs
-from factory.canonical import canonical_json
 from factory.cli import main
-from factory.errors import UserError
-from factory.history import History
+from factory.common import outputs
+from factory.common.canonical import canonical_json
+from factory.common.errors import UserError
+from factory.image import oci
 from factory.registry import write_archive
 from factory.report import write_report
+from factory.report.history import History
 from tests.registry_fixtures import make_layout
 from tests.report_fixtures import synthetic_records
 
@@ -308,7 +309,7 @@ def test_layout_tag_names_one_image_everywhere(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """diff, publish --output-archive and merge take LAYOUT:TAG, as reproduce does."""
-    from factory import store
+    from factory.publish import store
 
     one, two = tmp_path / "one", tmp_path / "two"
     our_layout(one, seed=1)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from factory import proxyctl
 from factory.cli import COMMANDS
+from factory.source import proxyctl
 from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror  # noqa: F401
 from tests.diff_fixtures import F, base_files, simple
 

@@ -12,9 +12,9 @@ from cache_proxy.cli import config_from_args
 from cache_proxy.paths import CACHE_ENV, BaseDirs, Scheme, proxy_cache_dir
 from factory.cli import build_parser, main
 from factory.commands.report import resolve_paths
-from factory.nightlyconfig import config_from_dict
-from factory.paths import Paths
-from factory.upstream import default_cache_dir
+from factory.common.paths import Paths
+from factory.nightly.config import config_from_dict
+from factory.source.upstream import default_cache_dir
 
 XDG = ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", CACHE_ENV)
 

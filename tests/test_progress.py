@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from factory.progress import Progress, Task
+from factory.common.progress import Progress, Task
 
 A = Task("debian:bookworm", "amd64", "A")
 B = Task("debian:bookworm", "amd64", "B")

@@ -112,7 +112,7 @@ async def _apt_rounds(fake: FakeSnapshot, proxy: Proxy, keyring: Path, tmp_path:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="needs mmdebstrap")
 async def test_mmdebstrap_through_recorder(tmp_path: Path) -> None:
-    from factory.aptsources import system_debian_mirror
+    from factory.source.aptsources import system_debian_mirror
 
     mirror = system_debian_mirror()  # e.g. http://<host>/debian/
     base = mirror[: mirror.rstrip("/").rfind("/") + 1]

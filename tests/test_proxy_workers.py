@@ -21,7 +21,7 @@ from aiohttp import web
 from cache_proxy import workers
 from cache_proxy.metrics import PREFIX
 from cache_proxy.workers import WorkerApp
-from factory.proxyctl import parse_metrics
+from factory.source.proxyctl import parse_metrics
 from tests.fakesnap import FakeSnapshot, sha1, sha256
 from tests.proxy_fixtures import *  # noqa: F403
 from tests.proxy_fixtures import BIG, RUNS, Proxy

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from factory import runner
-from factory.canonical import sha256_digest
 from factory.cli import main
-from factory.oci import Descriptor, read_index
+from factory.common import runner
+from factory.common.canonical import sha256_digest
+from factory.image.oci import Descriptor, read_index
 from factory.registry import write_archive
 from tests.registry_fixtures import Registry, free_port, layout, registry, skopeo_raw, unique_repo
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from factory import proxyctl
 from factory.cli import main
+from factory.source import proxyctl
 from tests.build_fixtures import TEST_SNAPSHOT, BuildRun, run_build
 from tests.registry_fixtures import Registry, registry, skopeo_raw
 
@@ -120,8 +120,8 @@ def test_reproduce_reports_a_tampered_image(
     """A layout whose recipe label was edited (here: one more package) no longer reproduces."""
     tampered = tmp_path / "tampered"
     subprocess.run(["cp", "-a", str(bookworm_build.output), str(tampered)], check=True)
-    from factory import oci
-    from factory.canonical import canonical_json
+    from factory.common.canonical import canonical_json
+    from factory.image import oci
 
     top = oci.Descriptor.from_json(oci.read_index(tampered)["manifests"][0])
     index = oci.read_json_blob(tampered, top.digest)

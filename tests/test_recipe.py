@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from factory.cli import main
-from factory.errors import UserError
-from factory.recipe import load_recipe
-from factory.shipped import images_dir
+from factory.common.errors import UserError
+from factory.common.shipped import images_dir
+from factory.recipes.recipe import load_recipe
 
 REQUIRED = ["debian:bookworm", "debian:bookworm-slim", "debian:trixie", "debian:trixie-slim"]
 

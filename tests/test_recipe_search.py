@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from factory.cli import main
-from factory.recipe import load_recipe
-from factory.recipebook import ENV, RecipeBook
-from factory.shipped import images_dir
+from factory.common.shipped import images_dir
+from factory.recipes.book import ENV, RecipeBook
+from factory.recipes.recipe import load_recipe
 
 SHIPPED = ["debian:bookworm", "debian:bookworm-slim", "debian:trixie", "debian:trixie-slim"]
 

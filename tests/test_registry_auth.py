@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.canonical import sha256_digest
 from factory.cli import main
+from factory.common.canonical import sha256_digest
 from factory.registry import pull_to_layout_sync, push_layout_sync
 from factory.registry.errors import AuthError
 from tests.registry_fixtures import (

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.canonical import sha256_digest
-from factory.errors import UserError
-from factory.oci import MT_INDEX, Descriptor, blob_path, read_index
+from factory.common.canonical import sha256_digest
+from factory.common.errors import UserError
+from factory.image.oci import MT_INDEX, Descriptor, blob_path, read_index
 from factory.registry import (
     ClientConfig,
     attach_referrer_sync,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from factory.canonical import sha256_digest
-from factory.errors import UserError
-from factory.oci import MT_INDEX, MT_MANIFEST, Descriptor
+from factory.common.canonical import sha256_digest
+from factory.common.errors import UserError
+from factory.image.oci import MT_INDEX, MT_MANIFEST, Descriptor
 from factory.registry import (
     ClientConfig,
     attach_referrer,

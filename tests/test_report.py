@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from factory.canonical import canonical_json
 from factory.commands.report import config_paths, default_paths
-from factory.errors import UserError
-from factory.history import History, ResultRecord
-from factory.paths import Paths
+from factory.common.canonical import canonical_json
+from factory.common.errors import UserError
+from factory.common.paths import Paths
 from factory.report import fmt, render, write_report
+from factory.report.history import History, ResultRecord
 from factory.report.model import Counts, build, slugs
 from factory.report.pkgdiff import PackageChange, diff_packages
 from factory.report.svg import VERDICT_COLOURS

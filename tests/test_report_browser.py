@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.history import History
+from factory.common.runner import clean_env, require_tool
 from factory.report import write_report
+from factory.report.history import History
 from factory.report.svg import VERDICT_COLOURS
-from factory.runner import clean_env, require_tool
 from tests.report_fixtures import synthetic_records
 
 pytestmark = pytest.mark.slow

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from factory.arch import Architecture
-from factory.buildenv import env_a, env_b, faketime_lib
-from factory.recipe import load_recipe
-from factory.rootfs import AptSource, RootfsJob, mmdebstrap_argv
-from factory.snapshot import Timestamp
+from factory.common.arch import Architecture
+from factory.recipes.recipe import load_recipe
+from factory.rootfs.buildenv import env_a, env_b, faketime_lib
+from factory.rootfs.mmdebstrap import AptSource, RootfsJob, mmdebstrap_argv
+from factory.source.snapshot import Timestamp
 
 TS = Timestamp.parse("20261129T000000Z")
 
@@ -63,7 +63,7 @@ def test_clock_shift_library_only_enters_native_chroots() -> None:
 
 
 def test_image_sources_name_where_the_packages_came_from() -> None:
-    from factory.rootfs import image_sources
+    from factory.rootfs.mmdebstrap import image_sources
 
     def sources(source: AptSource) -> str:
         job = RootfsJob(

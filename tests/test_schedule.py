@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from factory.commands.schedule import units
-from factory.runner import clean_env
+from factory.common.runner import clean_env
 
 ROOT = Path(__file__).parent.parent
 SCHEDULES = ROOT / "schedules"

@@ -3,8 +3,8 @@ import datetime as dt
 import pytest
 
 from factory.cli import main
-from factory.errors import UserError
-from factory.snapshot import Timestamp, resolve_pin, snapshot_sources
+from factory.common.errors import UserError
+from factory.source.snapshot import Timestamp, resolve_pin, snapshot_sources
 
 NOW = dt.datetime(2026, 11, 29, 4, 30, tzinfo=dt.UTC)
 

@@ -14,10 +14,10 @@ import pytest
 
 from factory import __version__
 from factory.cli import main
-from factory.errors import UserError
-from factory.image import LABEL_PREFIX
-from factory.recipe import load_recipe
-from factory.toolversion import TOOLS_ENV, notice, wanted, without_flag
+from factory.common.errors import UserError
+from factory.image.config import LABEL_PREFIX
+from factory.pipeline.toolversion import TOOLS_ENV, notice, wanted, without_flag
+from factory.recipes.recipe import load_recipe
 from tests.diff_fixtures import Image, base_files, layer, make_tar, write_layout
 from tests.test_package import checkout_copy, pip_wheel
 

@@ -8,22 +8,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from factory import outputs, publishing
-from factory.arch import Architecture
-from factory.build import BuildRequest
 from factory.commands.images import add_recipes_argument
-from factory.compress import Compression
-from factory.errors import UserError
-from factory.image import Provenance
-from factory.progress import Progress
-from factory.recipe import Recipe, load_recipe
-from factory.recipebook import RecipeBook
-from factory.rootfs import mmdebstrap_version
-from factory.runner import output, require_tool
-from factory.selftest import SelfTest, require_selftest
-from factory.snapshot import Timestamp, resolve_pin
-from factory.upstream import UPSTREAMS, ResolvedSource, SourceChoice, preflight, resolve
-from factory.verify import Verdict, double_build
+from factory.common import outputs
+from factory.common.arch import Architecture
+from factory.common.errors import UserError
+from factory.common.progress import Progress
+from factory.common.runner import output, require_tool
+from factory.image.compress import Compression
+from factory.image.config import Provenance
+from factory.image.selftest import SelfTest, require_selftest
+from factory.pipeline.build import BuildRequest
+from factory.pipeline.double import Verdict, double_build
+from factory.publish import targets as publishing
+from factory.recipes.book import RecipeBook
+from factory.recipes.recipe import Recipe, load_recipe
+from factory.rootfs.mmdebstrap import mmdebstrap_version
+from factory.source.snapshot import Timestamp, resolve_pin
+from factory.source.upstream import UPSTREAMS, ResolvedSource, SourceChoice, preflight, resolve
 
 HELP = "build an image from a recipe, twice, and check both builds are bit-for-bit identical"
 EPILOG = """\
@@ -100,7 +101,7 @@ def add_selftest_argument(p: argparse.ArgumentParser) -> None:
 
 
 def check_byte_path(args: argparse.Namespace) -> SelfTest:
-    """The known-answer self-test, before anything is built (factory.selftest)."""
+    """The known-answer self-test, before anything is built (factory.image.selftest)."""
     result = require_selftest(allow_mismatch=args.allow_selftest_mismatch)
     if result.overridden:
         print(

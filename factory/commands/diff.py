@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
+from factory.common.errors import UserError
 from factory.diffing import diff_images
 from factory.diffing.collect import DEFAULT_LIMIT
-from factory.errors import UserError
 
 HELP = (
     "explain why two images differ: index, manifests, configs, then layers file by file "

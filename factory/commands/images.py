@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
-from factory.recipe import load_recipe
-from factory.recipebook import ENV, Entry, RecipeBook
+from factory.common.errors import UserError
+from factory.recipes.book import ENV, Entry, RecipeBook
+from factory.recipes.recipe import load_recipe
 
 HELP = "list the recipes reprobase knows (NAME:TAG, suite, variant, architectures, origin)"
 EPILOG = f"""\

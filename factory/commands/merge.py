@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from factory import outputs
-from factory.merge import merge_layouts
-from factory.oci import split_layout
+from factory.common import outputs
+from factory.image.merge import merge_layouts
+from factory.image.oci import split_layout
 
 HELP = "merge per-architecture OCI layouts of one image into one multi-arch index"
 

@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from factory import outputs, shipped
-from factory.nightly import NightlyResult, run_nightly, validate_night
-from factory.nightlyconfig import load_config
-from factory.paths import Paths
-from factory.selftest import require_selftest
-from factory.snapshot import resolve_pin
+from factory.common import outputs, shipped
+from factory.common.paths import Paths
+from factory.image.selftest import require_selftest
+from factory.nightly.config import load_config
+from factory.nightly.run import NightlyResult, run_nightly, validate_night
+from factory.source.snapshot import resolve_pin
 
 HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
 EPILOG = """\
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     pin = resolve_pin(args.date, None)
     arches = args.arch.split(",") if args.arch is not None else None
     if args.output_layout and len(args.only or []) != 1:
-        from factory.errors import UserError
+        from factory.common.errors import UserError
 
         raise UserError("--output-layout needs exactly one --only IMAGE")
     validate_night(cfg, args.only or (), arches, args.output_layout)

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from cache_proxy.paths import CACHE_ENV, proxy_cache_dir
-from factory import shipped
 from factory.commands.images import add_recipes_argument
-from factory.paths import Paths
-from factory.recipebook import RecipeBook
+from factory.common import shipped
+from factory.common.paths import Paths
+from factory.recipes.book import RecipeBook
 
 HELP = "print the default paths in use (cache, history, report, store, configs, recipes)"
 EPILOG = f"""\

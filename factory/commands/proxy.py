@@ -1,6 +1,6 @@
 """`reprobase proxy`: the cache proxy (cache_proxy.cli), under the factory's dispatcher.
 
-The proxy's errors are the factory's (factory.errors re-exports cache_proxy's UserError),
+The proxy's errors are the factory's (factory.common.errors re-exports cache_proxy's UserError),
 so the line, --json and exit code are those of every other subcommand.
 `reprobase-proxy` and `python -m cache_proxy` run the same code without the factory.
 """

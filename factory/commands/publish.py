@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from factory import outputs
-from factory.errors import UserError
-from factory.oci import ANN_REF_NAME, read_index, split_layout
+from factory.common import outputs
+from factory.common.errors import UserError
+from factory.image.oci import ANN_REF_NAME, read_index, split_layout
+from factory.image.selfdesc import top_descriptor
 from factory.registry.archive import write_archive
 from factory.registry.auth import ENV_AUTH_FILE, ENV_PASSWORD, ENV_USER
 from factory.registry.push import check_tags, push_layout_sync
 from factory.registry.reference import INSECURE_ENV, parse_reference
-from factory.selfdesc import top_descriptor
 
 HELP = "push an OCI image layout to registries, or write a tar for docker/podman load"
 

@@ -9,12 +9,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory import outputs
-from factory import paths as defaults
-from factory.errors import UserError
-from factory.history import History
-from factory.nightlyconfig import NIGHTLY_KEYS
+from factory.common import outputs
+from factory.common import paths as defaults
+from factory.common.errors import UserError
+from factory.nightly.config import NIGHTLY_KEYS
 from factory.report import write_report
+from factory.report.history import History
 
 HELP = "write the static HTML dashboard and results.json from the nightly history"
 
@@ -61,7 +61,7 @@ class Paths:
 
 
 def default_paths(where: defaults.Paths) -> Paths:
-    """The nightly's own defaults (factory.paths): report reads what nightly wrote."""
+    """The nightly's own defaults (factory.common.paths): report reads what nightly wrote."""
     return Paths(where.history, where.report)
 
 

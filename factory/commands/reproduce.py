@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
-from factory import toolversion
 from factory.commands.build import (
     add_selftest_argument,
     add_source_arguments,
     check_byte_path,
     source_choice,
 )
-from factory.progress import Progress
-from factory.reproduce import reproduce
+from factory.common.progress import Progress
+from factory.pipeline import toolversion
+from factory.pipeline.reproduce import reproduce
 
 HELP = "rebuild an image from the recipe and pins recorded inside it, and compare digests"
 EPILOG = """\

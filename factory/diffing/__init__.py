@@ -39,7 +39,7 @@ def diff_images(
 ) -> DiffReport:
     """Compare two images (layout dirs, archive tars or registry refs), top-down.
 
-    Raises factory.errors.UserError for inputs that cannot be read.
+    Raises factory.common.errors.UserError for inputs that cannot be read.
     """
     out = Collector(semantic=semantic, limit=limit)
     with ExitStack() as stack:

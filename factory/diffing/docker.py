@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from factory import oci
-from factory.canonical import canonical_json, sha256_digest
+from factory.common.canonical import canonical_json, sha256_digest
+from factory.common.errors import UserError
 from factory.diffing.stores import TarTree, hash_stream, parse_json
 from factory.diffing.streams import Compression, Opener
-from factory.errors import UserError
+from factory.image import oci
 
 LAYER_TYPES = {
     Compression.GZIP: oci.MT_LAYER_GZIP,

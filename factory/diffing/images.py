@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from factory import oci
 from factory.diffing.collect import Collector
 from factory.diffing.jsoncmp import compare_json
 from factory.diffing.layers import LayerSide, compare_layer
 from factory.diffing.model import Category, Difference, Kind, Level
 from factory.diffing.stores import BlobStore
+from factory.image import oci
 
 INDEXES = (oci.MT_INDEX, oci.DOCKER_LIST)
 MANIFESTS = (oci.MT_MANIFEST, oci.DOCKER_MANIFEST)

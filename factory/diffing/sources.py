@@ -20,11 +20,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from factory import oci
+from factory.common.errors import UserError
 from factory.diffing.docker import DockerStore
 from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
 from factory.diffing.streams import Compression
-from factory.errors import UserError
+from factory.image import oci
 
 # OCI distribution reference grammar, loosely: [host[:port]/]path[:tag][@digest]
 REFERENCE = re.compile(

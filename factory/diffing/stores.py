@@ -14,10 +14,10 @@ import tarfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from factory import oci
-from factory.canonical import sha256_digest
+from factory.common.canonical import sha256_digest
+from factory.common.errors import UserError
 from factory.diffing.streams import CHUNK, Opener
-from factory.errors import UserError
+from factory.image import oci
 
 
 class BlobStore(Protocol):
@@ -45,7 +45,7 @@ def parse_json(label: str, what: str, data: bytes) -> dict[str, Any]:
 
 
 class LayoutStore:
-    """An OCI image layout directory (image-layout.md), through factory.oci."""
+    """An OCI image layout directory (image-layout.md), through factory.image.oci."""
 
     def __init__(self, path: Path, label: str, tag: str | None = None) -> None:
         self.path = path

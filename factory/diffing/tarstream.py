@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from factory.errors import UserError
+from factory.common.errors import UserError
 
 BLOCK = 512
 MAX_META = 16 << 20  # pax/longname records larger than this are corrupt, not data

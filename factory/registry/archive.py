@@ -19,10 +19,17 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from factory import outputs
-from factory.canonical import canonical_json
-from factory.errors import UserError
-from factory.oci import ANN_REF_NAME, LAYOUT_VERSION, MT_INDEX, Descriptor, read_blob, verify_blob
+from factory.common import outputs
+from factory.common.canonical import canonical_json
+from factory.common.errors import UserError
+from factory.image.oci import (
+    ANN_REF_NAME,
+    LAYOUT_VERSION,
+    MT_INDEX,
+    Descriptor,
+    read_blob,
+    verify_blob,
+)
 from factory.registry.layout import INDEX_TYPES, plan_push
 from factory.registry.reference import parse_reference
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
+from factory.common.errors import UserError
 
 ENV_USER = "REPROBASE_REGISTRY_USER"
 ENV_PASSWORD = "REPROBASE_REGISTRY_PASSWORD"

@@ -21,8 +21,8 @@ import aiofiles
 import aiohttp
 import yarl
 
-from factory.canonical import sha256_digest
-from factory.oci import DOCKER_LIST, DOCKER_MANIFEST, MT_INDEX, MT_MANIFEST
+from factory.common.canonical import sha256_digest
+from factory.image.oci import DOCKER_LIST, DOCKER_MANIFEST, MT_INDEX, MT_MANIFEST
 from factory.registry.errors import RegistryError, TransientError
 from factory.registry.reference import Reference
 from factory.registry.session import (

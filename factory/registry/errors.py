@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from factory.errors import UserError
+from factory.common.errors import UserError
 from factory.registry.auth import LOGIN_HINT
 
 

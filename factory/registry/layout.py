@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
-from factory.oci import (
+from factory.common.errors import UserError
+from factory.image.oci import (
     ANN_REF_NAME,
     DOCKER_LIST,
     DOCKER_MANIFEST,

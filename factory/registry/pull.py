@@ -13,8 +13,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from factory.errors import UserError
-from factory.oci import ANN_REF_NAME, Descriptor, blob_path, init_layout, write_blob, write_index
+from factory.common.errors import UserError
+from factory.image.oci import (
+    ANN_REF_NAME,
+    Descriptor,
+    blob_path,
+    init_layout,
+    write_blob,
+    write_index,
+)
 from factory.registry.client import Manifest, Registries, Repository
 from factory.registry.errors import first_error
 from factory.registry.layout import INDEX_TYPES, MANIFEST_TYPES

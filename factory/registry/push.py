@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
-from factory.oci import Descriptor, verify_blob
+from factory.common.errors import UserError
+from factory.image.oci import Descriptor, verify_blob
 from factory.registry.client import Registries, Repository
 from factory.registry.errors import first_error
 from factory.registry.layout import PushPlan, plan_push

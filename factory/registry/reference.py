@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from factory.errors import UserError
+from factory.common.errors import UserError
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"

@@ -18,9 +18,9 @@ import asyncio
 import json
 from typing import Any
 
-from factory.canonical import canonical_json, sha256_digest
-from factory.errors import UserError
-from factory.oci import MT_EMPTY, MT_INDEX, MT_MANIFEST, Descriptor
+from factory.common.canonical import canonical_json, sha256_digest
+from factory.common.errors import UserError
+from factory.image.oci import MT_EMPTY, MT_INDEX, MT_MANIFEST, Descriptor
 from factory.registry.client import Registries, Repository
 from factory.registry.reference import parse_reference
 from factory.registry.session import ClientConfig

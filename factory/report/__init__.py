@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from factory import outputs
-from factory.canonical import canonical_json
-from factory.history import History
+from factory.common import outputs
+from factory.common.canonical import canonical_json
 from factory.report import jsondoc, model, pages
+from factory.report.history import History
 
 
 def render(
@@ -49,7 +49,7 @@ def write_report(
 
     The new report is assembled next to out_dir and swapped in, so a web server
     serving out_dir never shows half a report; out_dir must be absent, empty or an
-    earlier report (factory.outputs: a directory we did not write is refused).
+    earlier report (factory.common.outputs: a directory we did not write is refused).
     """
     files = render(history, title=title, generated=generated)
     out_dir = out_dir.absolute()

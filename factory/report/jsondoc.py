@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from factory.history import ResultRecord, package_set_key
+from factory.report.history import ResultRecord, package_set_key
 from factory.report.model import Counts, ImageView, Summary
 
 JSON_SCHEMA_VERSION = 1

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from factory.history import PUBLISHABLE, VERDICTS, ResultRecord
 from factory.report.fmt import DASH, snapshot_label, window_start
+from factory.report.history import PUBLISHABLE, VERDICTS, ResultRecord
 from factory.report.pkgdiff import PackageChange, diff_packages
 
 WINDOW_DAYS = 30  # the summary's "last 30 days"

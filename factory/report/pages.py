@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from factory.history import ResultRecord
 from factory.report.fmt import (
     DASH,
     MINUS,
@@ -19,6 +18,7 @@ from factory.report.fmt import (
     size,
     snapshot_label,
 )
+from factory.report.history import ResultRecord
 from factory.report.model import INDEX_NIGHTS, ChangeSet, Counts, ImageView, Latest, Summary
 from factory.report.pkgdiff import PackageChange
 from factory.report.style import stylesheet

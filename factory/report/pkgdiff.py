@@ -8,7 +8,7 @@ from typing import Literal
 
 from debian_inspector.version import Version
 
-from factory.history import Package
+from factory.report.history import Package
 
 ChangeKind = Literal["added", "removed", "upgraded", "downgraded"]
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from factory.commands.schedule import install, units
-from factory.errors import UserError
-from factory.nightlyconfig import load_config
+from factory.common.errors import UserError
+from factory.nightly.config import load_config
 
 HELP = "install or show the nightly schedule (systemd timer or cron entry)"
 

@@ -8,8 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory import runner
-from factory.errors import UserError
+from factory.common import runner
+from factory.common.errors import UserError
 
 
 @dataclass(frozen=True)

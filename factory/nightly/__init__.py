@@ -1,0 +1,1 @@
+"""The nightly: its configuration and the run (pin, double build, publish, re-verify)."""

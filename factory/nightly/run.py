@@ -1,0 +1,358 @@
+"""The nightly: for every configured image, pin tonight's snapshot, build twice,
+publish only what reproduced, re-tag unchanged package sets, re-verify past
+images, record everything in the history and write the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.common.arch import Architecture
+from factory.common.errors import UserError
+from factory.common.progress import Progress
+from factory.image.compress import Compression
+from factory.image.config import Provenance
+from factory.nightly.config import NightlyConfig
+from factory.pipeline.build import BuildRequest, move_layout
+from factory.pipeline.double import Verdict, double_build
+from factory.pipeline.reproduce import reproduce
+from factory.publish import targets as publishing
+from factory.recipes.recipe import Recipe, load_recipe
+from factory.report.history import History, ResultRecord, check_history_file
+from factory.rootfs.mmdebstrap import mmdebstrap_version
+from factory.source.snapshot import Timestamp
+from factory.source.upstream import (
+    ResolvedSource,
+    SourceChoice,
+    check_writable,
+    preflight,
+    resolve,
+)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def nightly_lock(path: Path) -> Iterator[None]:
+    """Two nightlies at once would race on tags and on the history: refuse the second."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise UserError(
+                f"another nightly is running (lock {path} held by pid {fh.read().strip() or '?'})",
+                hint="wait for it to finish",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+
+
+@dataclass
+class Night:
+    cfg: NightlyConfig
+    pin: Timestamp
+    history: History
+    src: ResolvedSource
+    progress: Progress
+    workdir: Path
+    run_id: str
+    output_layout: Path | None = None  # CI mode: write the verified layout here, don't publish
+    force: bool = False  # output_layout may replace a reprobase output of another kind
+    records: list[ResultRecord] = field(default_factory=list)
+
+    def add(self, rec: ResultRecord) -> None:
+        self.history.add(rec)
+        self.records.append(rec)
+
+
+def _arches(
+    night: Night, recipe: Recipe, override: Sequence[str] | None
+) -> tuple[Architecture, ...]:
+    names = override or night.cfg.architectures or recipe.architectures
+    order = list(Architecture)
+    return tuple(sorted({Architecture.parse(n) for n in names}, key=order.index))
+
+
+def _request(night: Night, recipe: Recipe, arches: tuple[Architecture, ...]) -> BuildRequest:
+    comp = Compression.parse(recipe.compression)
+    prov = Provenance(
+        night.src.packages_from, night.src.mirror, mmdebstrap_version(), comp.describe()
+    )
+    return BuildRequest(recipe, arches, night.pin, night.src.apt, prov)
+
+
+def _records(
+    night: Night,
+    recipe: Recipe,
+    verdict: Verdict,
+    outcome: str,
+    started: str,
+    published: list[str],
+    message: str,
+    index_digest: str | None = None,
+) -> None:
+    b = {r.arch: r for r in verdict.b.arches} if verdict.b else {}
+    for r in verdict.a.arches:
+        night.add(ResultRecord(
+            run_id=night.run_id, kind="nightly", image=recipe.ref, arch=r.arch.debian,
+            snapshot=night.pin.text, verdict=outcome,
+            index_digest=index_digest or verdict.a.index_digest,
+            manifest_digest=r.manifest.digest,
+            digest_b=b[r.arch].manifest.digest if r.arch in b else None,
+            size=r.size, uncompressed_size=r.uncompressed_size,
+            packages_digest=_pkg_digest(r.packages), packages=tuple(r.packages),
+            published=tuple(published), upstream_bytes=sum(verdict.upstream_bytes.values()),
+            durations={f"build {k}": v for k, v in verdict.seconds.items()},
+            started=started, finished=now_iso(), message=message,
+        ))  # fmt: skip
+
+
+def _pkg_digest(pkgs: list[tuple[str, str, str]]) -> str:
+    from factory.rootfs.packages import packages_digest
+
+    return packages_digest(pkgs)
+
+
+def _error_records(
+    night: Night, image: str, arches: Sequence[str], started: str, message: str
+) -> None:
+    for arch in arches:
+        night.add(ResultRecord(
+            run_id=night.run_id, kind="nightly", image=image, arch=arch, snapshot=night.pin.text,
+            verdict="error", index_digest=None, manifest_digest=None, digest_b=None, size=None,
+            uncompressed_size=None, packages_digest=None, packages=(), published=(),
+            upstream_bytes=None, durations={}, started=started, finished=now_iso(),
+            message=message,
+        ))  # fmt: skip
+
+
+def unchanged(night: Night, recipe: Recipe, verdict: Verdict) -> bool:
+    """Tonight's package set equals the last published image's, for every architecture."""
+    for r in verdict.a.arches:
+        last = night.history.last_published(recipe.ref, r.arch.debian)
+        if last is None or last.packages_digest != _pkg_digest(r.packages):
+            return False
+    return bool(night.cfg.publish) and night.output_layout is None
+
+
+def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None) -> None:
+    started = now_iso()
+    say = night.progress.say
+    recipe = load_recipe(image)
+    arches = _arches(night, recipe, arch_override)
+    keep = night.cfg.history.parent / "mismatches" / f"{recipe.name}-{recipe.tag}-{night.pin.text}"
+    staging = night.workdir / f"{recipe.name}-{recipe.tag}"
+    meter = night.src.proxy.upstream_bytes if night.src.proxy else None
+    preflight(night.src, recipe.suite)  # the archive answers for tonight's pin
+    verdict = double_build(
+        _request(night, recipe, arches),
+        staging,
+        once=False,
+        progress=night.progress,
+        keep_dir=keep,
+        meter=meter,
+    )
+    if not verdict.reproducible:
+        summary = "; ".join(verdict.differences[:3])
+        say(f"{image}: NOT REPRODUCIBLE, not published (evidence in {keep})")
+        _records(
+            night,
+            recipe,
+            verdict,
+            "differs",
+            started,
+            [],
+            f"{summary}\n{verdict.report_text[:4000]}".strip(),
+        )
+        return
+    if night.output_layout is not None:
+        move_layout(staging, night.output_layout, force=night.force, flag="--output-layout")
+        _records(night, recipe, verdict, "reproducible", started, [], "verified; not published")
+        return
+    if unchanged(night, recipe, verdict):
+        digest, written = publishing.retag(recipe, night.pin, night.cfg.publish, say)
+        _records(
+            night,
+            recipe,
+            verdict,
+            "unchanged",
+            started,
+            written,
+            f"package set unchanged: tagged the published {digest}",
+            index_digest=digest,
+        )
+        return
+    written = publishing.publish(
+        staging, recipe, night.pin, night.cfg.publish, verdict.to_json(), say
+    )
+    _records(night, recipe, verdict, "reproducible", started, written, "")
+
+
+def reverify(night: Night, image: str) -> None:
+    """Rebuild the last N published images from their own self-description."""
+    if night.cfg.reverify <= 0 or not night.cfg.publish:
+        return
+    seen: list[ResultRecord] = []
+    for rec in night.history.records(image=image):
+        if (
+            rec.kind == "nightly"
+            and rec.verdict == "reproducible"
+            and rec.published
+            and rec.run_id != night.run_id
+            and rec.index_digest not in {s.index_digest for s in seen}
+        ):
+            seen.append(rec)
+        if len(seen) >= night.cfg.reverify:
+            break
+    target = night.cfg.publish[0]
+    upstream = "record" if night.src.packages_from == "recorded-mirror" else "snapshot"
+    for rec in seen:
+        recipe_name, _, tag = rec.image.partition(":")
+        ref = target.describe(recipe_name, f"{tag}-{rec.snapshot}")
+        started = now_iso()
+        try:
+            res = reproduce(
+                ref,
+                SourceChoice(
+                    proxy=night.src.proxy.url if night.src.proxy else None, upstream=upstream
+                ),
+                night.progress,
+            )
+            verdict, digest_b, msg = (
+                "reproducible" if res.identical else "differs",
+                res.rebuilt_digest,
+                res.verdict(),
+            )
+        except UserError as exc:
+            verdict, digest_b, msg = "error", None, exc.render().removeprefix("error: ")
+        night.progress.say(f"re-verify {ref}: {msg}")
+        for r in night.history.records(image=rec.image):
+            if r.run_id == rec.run_id and r.kind == "nightly":
+                night.add(ResultRecord(
+                    run_id=night.run_id, kind="reverify", image=r.image, arch=r.arch,
+                    snapshot=r.snapshot, verdict=verdict, index_digest=r.index_digest,
+                    manifest_digest=r.manifest_digest, digest_b=digest_b, size=r.size,
+                    uncompressed_size=r.uncompressed_size, packages_digest=r.packages_digest,
+                    packages=r.packages, published=(), upstream_bytes=None, durations={},
+                    started=started, finished=now_iso(), message=msg,
+                ))  # fmt: skip
+
+
+def validate_night(
+    cfg: NightlyConfig,
+    only: Sequence[str],
+    arches: Sequence[str] | None,
+    output_layout: Path | None,
+) -> None:
+    """Everything a night will need, refused before the first build (and before a failed
+    night is written to the history): images, architectures, publish targets."""
+    images = [i for i in cfg.images if not only or i in only] or list(only)
+    if arches is not None and not [a for a in arches if a.strip()]:
+        raise UserError("--arch names no architecture", hint="e.g. --arch amd64")
+    for name in [*(arches or ()), *(cfg.architectures or ())]:
+        Architecture.parse(name.strip())
+    recipes = [load_recipe(image) for image in images]
+    check_history_file(cfg.history)  # an SQLite file of someone else's is never written
+    if output_layout is not None:
+        return
+    from factory.registry import check_push_access_sync, parse_reference
+
+    refs: list[str] = []
+    for target in cfg.publish:
+        for recipe in recipes:
+            if target.is_store:
+                check_writable(f"publish target {target.spec}", target.store_dir(recipe.name))
+                continue
+            try:
+                ref = parse_reference(f"{target.repository(recipe.name)}:{recipe.tag}")
+            except UserError as exc:
+                raise UserError(
+                    f"{cfg.source}: publish target {target.spec!r}: {exc.message}",
+                    hint="a registry namespace such as 127.0.0.1:5000/reprobase or oci:DIR",
+                ) from None
+            refs.append(str(ref))
+    if refs:
+        check_push_access_sync(refs)
+
+
+@dataclass
+class NightlyResult:
+    run_id: str
+    snapshot: str
+    records: list[ResultRecord]
+    report: Path | None
+
+    @property
+    def failed(self) -> list[ResultRecord]:
+        return [r for r in self.records if r.verdict in ("differs", "error")]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "snapshot": self.snapshot, "ok": not self.failed,
+            "report": str(self.report) if self.report else None,
+            "results": [r.to_json() for r in self.records],
+        }  # fmt: skip
+
+
+def run_nightly(
+    cfg: NightlyConfig,
+    pin: Timestamp,
+    *,
+    only: Sequence[str] = (),
+    arches: Sequence[str] | None = None,
+    output_layout: Path | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> NightlyResult:
+    progress = progress or Progress()
+    images = [i for i in cfg.images if not only or i in only] or list(only)
+    run_id = f"{pin.text}-{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix="reprobase-nightly-", dir="/var/tmp"))
+    report = None
+    try:
+        with nightly_lock(cfg.history.parent / "nightly.lock"), History(cfg.history) as history:
+            choice = SourceChoice(proxy=cfg.proxy, upstream=cfg.upstream, cache_dir=cfg.cache_dir)
+            with resolve(choice, pin, cfg.history.parent) as src:
+                night = Night(
+                    cfg, pin, history, src, progress, workdir, run_id, output_layout, force
+                )
+                progress.say(f"nightly {run_id}: {len(images)} images from {src.packages_from}")
+                for image in images:
+                    try:
+                        nightly_image(night, image, arches)
+                    except UserError as exc:
+                        progress.say(f"{image}: error: {exc.message}")
+                        _error_records(
+                            night,
+                            image,
+                            arches or cfg.architectures or ["all"],
+                            now_iso(),
+                            exc.render().removeprefix("error: "),  # the verdict says it
+                        )
+                if output_layout is None:
+                    for image in images:
+                        reverify(night, image)
+            if output_layout is None:
+                from factory.report import write_report
+
+                report = write_report(history, cfg.report)
+        return NightlyResult(run_id, pin.text, night.records, report)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Builds: one build (request -> layout), the double build, reproduce, tool versions."""

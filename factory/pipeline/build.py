@@ -1,0 +1,169 @@
+"""One build of a recipe, for every requested architecture, into an OCI image layout.
+
+rootfs (mmdebstrap) -> canonical layer -> config/manifest per arch -> image index.
+The double build (factory.pipeline.double) calls this twice with different BuildEnvs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.common import outputs
+from factory.common.arch import Architecture
+from factory.common.progress import Progress, Task
+from factory.image import oci
+from factory.image.compress import Compression
+from factory.image.config import (
+    Provenance,
+    common_annotations,
+    image_config,
+    image_index,
+    image_manifest,
+)
+from factory.image.layer import write_layer
+from factory.recipes.recipe import Recipe
+from factory.rootfs.buildenv import BuildEnv
+from factory.rootfs.mmdebstrap import AptSource, RootfsJob, boot_clock, bootstrap, read_phases
+from factory.rootfs.packages import Package, packages_digest, packages_from_tar
+from factory.source.snapshot import Timestamp
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    recipe: Recipe
+    arches: tuple[Architecture, ...]
+    pin: Timestamp
+    source: AptSource
+    provenance: Provenance
+
+    @property
+    def compression(self) -> Compression:
+        return Compression.parse(self.recipe.compression)
+
+
+@dataclass
+class ArchResult:
+    arch: Architecture
+    manifest: oci.Descriptor
+    config_digest: str
+    layer_digest: str
+    diff_id: str
+    size: int
+    uncompressed_size: int
+    packages: list[Package] = field(default_factory=list)
+
+    def digests(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest.digest,
+            "config": self.config_digest,
+            "layer": self.layer_digest,
+            "diff_id": self.diff_id,
+            "size": self.size,
+            "uncompressed_size": self.uncompressed_size,
+        }
+
+
+@dataclass
+class BuildResult:
+    layout: Path
+    index: oci.Descriptor
+    arches: list[ArchResult]
+    env: BuildEnv
+
+    @property
+    def index_digest(self) -> str:
+        return self.index.digest
+
+    def digests(self) -> dict[str, Any]:
+        return {
+            "index": self.index.digest,
+            "platforms": {a.arch.oci_platform_string(): a.digests() for a in self.arches},
+        }
+
+
+def build_arch(
+    req: BuildRequest,
+    arch: Architecture,
+    env: BuildEnv,
+    workdir: Path,
+    layout: Path,
+    progress: Progress,
+) -> ArchResult:
+    job = RootfsJob(req.recipe, arch, req.pin, req.source, env, workdir)
+    task = Task(req.recipe.ref, arch.debian, env.name)
+    with progress.stage("root filesystem (mmdebstrap)", task):
+        started = boot_clock()
+        tar = bootstrap(job)
+        phases = read_phases(job, started, boot_clock())
+    for phase, seconds in phases.items():
+        progress.record(f"mmdebstrap: {phase}", seconds, task)
+    with progress.stage(f"canonical layer ({req.compression.describe()})", task):
+        tmp_blob = layout / "blobs" / "sha256" / f".layer-{arch.debian}.tmp"
+        layer = write_layer(tar, tmp_blob, req.compression, req.pin.epoch)
+        oci.add_blob_file(layout, tmp_blob, layer.digest)
+        pkgs = packages_from_tar(tar)
+    progress.record("canonical tar", layer.tar_seconds, task)
+    progress.record("compression", layer.compress_seconds, task)
+    tar.unlink()
+    oci_started = time.monotonic()
+    prov = req.provenance
+    cfg = image_config(req.recipe, req.pin, arch, layer, prov, packages_digest(pkgs))
+    cfg_desc = oci.write_json_blob(layout, cfg, oci.MT_CONFIG)
+    layer_desc = oci.Descriptor(req.compression.media_type, layer.digest, layer.size)
+    ann = common_annotations(req.recipe, req.pin, prov)
+    man = image_manifest(cfg_desc, layer_desc, ann)
+    man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
+    progress.record("OCI config and manifest", time.monotonic() - oci_started, task)
+    return ArchResult(
+        arch,
+        man_desc,
+        cfg_desc.digest,
+        layer.digest,
+        layer.diff_id,
+        layer.size,
+        layer.uncompressed_size,
+        pkgs,
+    )
+
+
+def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) -> BuildResult:
+    """Build every architecture of req into the layout directory (created fresh)."""
+    if layout.exists():
+        shutil.rmtree(layout)
+    oci.init_layout(layout)
+    workroot = env.workdir_parent
+    workroot.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for arch in req.arches:
+            wd = workroot / f"work-{arch.debian}"
+            task = Task(req.recipe.ref, arch.debian, env.name)
+            try:
+                results.append(build_arch(req, arch, env, wd, layout, progress))
+            except BaseException:
+                progress.finish(task, ok=False)
+                raise
+            progress.finish(task)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    ann = common_annotations(req.recipe, req.pin, req.provenance)
+    idx = image_index([r.manifest for r in results], ann)
+    idx_desc = oci.write_json_blob(layout, idx, oci.MT_INDEX)
+    top = oci.Descriptor(
+        idx_desc.media_type,
+        idx_desc.digest,
+        idx_desc.size,
+        annotations={oci.ANN_REF_NAME: req.recipe.tag},
+    )
+    oci.write_index(layout, [top], {})
+    return BuildResult(layout, idx_desc, results, env)
+
+
+def move_layout(src: Path, dst: Path, *, force: bool = False, flag: str = "--output") -> None:
+    """Put the finished layout src at dst: a previous reprobase layout there is replaced
+    atomically, anything else is refused (factory.common.outputs)."""
+    outputs.install_dir(src, dst, outputs.Kind.LAYOUT, force=force, flag=flag)

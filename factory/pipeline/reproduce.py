@@ -1,0 +1,130 @@
+"""Rebuild an image from its own self-description and compare digests.
+
+Works from a registry reference, an OCI layout directory or `oci:DIR[:TAG]`,
+with no checkout of the original recipe: everything comes from the image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.common.errors import UserError
+from factory.common.progress import Progress
+from factory.image.compress import Compression
+from factory.image.config import Provenance
+from factory.image.selfdesc import RebuildSpec, read_spec
+from factory.pipeline import toolversion
+from factory.pipeline.build import BuildRequest, build
+from factory.rootfs.buildenv import env_a
+from factory.rootfs.mmdebstrap import mmdebstrap_version
+from factory.source.upstream import SourceChoice, preflight, resolve
+
+
+@dataclass
+class Reproduction:
+    reference: str
+    spec: RebuildSpec
+    rebuilt_digest: str
+    warnings: list[str] = field(default_factory=list)
+    diff_summary: str = ""
+    diff: dict[str, Any] | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.rebuilt_digest == self.spec.index_digest
+
+    def verdict(self) -> str:
+        if self.identical:
+            return f"reproduced: identical ({self.spec.index_digest})"
+        return f"differs: published {self.spec.index_digest}, rebuilt {self.rebuilt_digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "reproduced": self.identical,
+            "verdict": self.verdict(),
+            "index_digest": self.spec.index_digest,
+            "rebuilt_digest": self.rebuilt_digest,
+            "image": self.spec.recipe.ref,
+            "snapshot": self.spec.pin.text,
+            "architectures": [a.debian for a in self.spec.arches],
+            "packages_from": self.spec.packages_from,
+            "warnings": self.warnings,
+            "diff_summary": self.diff_summary,
+            "diff": self.diff,
+        }
+
+
+def fetch(reference: str, workdir: Path) -> tuple[Path, str | None]:
+    """An image to a local layout: (layout dir, tag or None)."""
+    ref = reference.removeprefix("oci:")
+    if Path(ref).is_dir():
+        return Path(ref), None
+    path, sep, tag = ref.rpartition(":")
+    if sep and Path(path).is_dir():
+        return Path(path), tag
+    if reference.startswith("oci:"):
+        raise UserError(f"{ref}: no such OCI layout directory")
+    from factory.registry import pull_to_layout_sync
+
+    return pull_to_layout_sync(reference, workdir / "pulled"), None
+
+
+def source_for(spec: RebuildSpec, choice: SourceChoice) -> SourceChoice:
+    """Rebuild from where the original came from, unless the user says otherwise."""
+    if choice.mirror or choice.proxy or choice.upstream != "auto":
+        return choice
+    if spec.packages_from == "recorded-mirror":
+        return SourceChoice(upstream="record", cache_dir=choice.cache_dir)
+    if spec.packages_from == "mirror" and spec.mirror:
+        # an image from before the security label had none: rebuild it the same way
+        return SourceChoice(mirror=spec.mirror, security_mirror=spec.security_mirror or "none")
+    return SourceChoice(upstream="snapshot", cache_dir=choice.cache_dir)
+
+
+def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Reproduction:
+    work = Path(tempfile.mkdtemp(prefix="reprobase-reproduce-", dir="/var/tmp"))
+    try:
+        # Refuse bad flags and read the image before saying anything: one line on error.
+        choice.validate()
+        layout, tag = fetch(reference, work)
+        spec = read_spec(layout, tag)
+        note = toolversion.notice(reference, spec.versions["reprobase"])
+        if note:  # before the rebuild: a difference may be the tool's, not the image's
+            progress.say(note)
+        progress.say(
+            f"{spec.recipe.ref} @ {spec.pin} for {', '.join(a.debian for a in spec.arches)}: "
+            f"rebuilding from {spec.packages_from}"
+        )
+        with resolve(source_for(spec, choice), spec.pin, work, spec.recipe.suite) as src:
+            comp = Compression.parse(spec.recipe.compression)
+            # The provenance is the image's own: the rebuild must describe itself identically.
+            prov = Provenance(
+                spec.packages_from,
+                spec.mirror,
+                mmdebstrap_version(),
+                comp.describe(),
+                src.security_mirror,
+            )
+            req = BuildRequest(spec.recipe, spec.arches, spec.pin, src.apt, prov)
+            preflight(src, spec.recipe.suite)
+            rebuilt = build(req, env_a(work / "env"), work / "rebuilt", progress)
+        result = Reproduction(
+            reference,
+            spec,
+            rebuilt.index_digest,
+            spec.version_warnings(prov.mmdebstrap, prov.compressor),
+        )
+        if not result.identical:
+            with progress.stage("explaining the difference"):
+                from factory.diffing import diff_images
+
+                rep = diff_images(layout, rebuilt.layout)
+                result.diff_summary, result.diff = rep.summary(), rep.to_json()
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Publishing a verified layout: local OCI stores and registry targets."""

@@ -1,0 +1,105 @@
+"""Publish a verified layout to the configured targets (local OCI stores, registries).
+
+Tags, per the project's convention: `bookworm`, `bookworm-YYYYMMDD` and
+`bookworm-YYYYMMDDTHHMMSSZ` (the exact snapshot). Blobs and manifests go first,
+tags last, so a failure part-way never moves a tag.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from factory.common.canonical import canonical_json
+from factory.image import oci
+from factory.image.selfdesc import top_descriptor
+from factory.nightly.config import Target
+from factory.publish import store
+from factory.recipes.recipe import Recipe
+from factory.source.snapshot import Timestamp
+
+REPORT_ARTIFACT = "application/vnd.reprobase.build-report.v1+json"
+
+
+def date_tags(recipe: Recipe, pin: Timestamp) -> list[str]:
+    return [f"{recipe.tag}-{pin.day}", f"{recipe.tag}-{pin.text}"]
+
+
+def all_tags(recipe: Recipe, pin: Timestamp) -> list[str]:
+    return [recipe.tag, *date_tags(recipe, pin)]
+
+
+def attach_report(ref: str, layout: Path, report: dict[str, Any]) -> str:
+    """The double-build report as an OCI 1.1 referrer of the image (never an index entry,
+    so the index digest stays reproducible)."""
+    from factory.registry import attach_referrer_sync
+
+    return attach_referrer_sync(
+        ref, top_descriptor(layout), REPORT_ARTIFACT, canonical_json(report),
+        "application/json", {"org.opencontainers.image.title": "reprobase build report"},
+    )  # fmt: skip
+
+
+def push(
+    layout: Path,
+    ref: str,
+    tags: Sequence[str],
+    report: dict[str, Any] | None,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    from factory.registry import push_layout_sync
+
+    result = push_layout_sync(layout, [ref], tags=list(tags), progress=progress)
+    if report is not None:
+        attach_report(ref, layout, report)
+    return result.digest
+
+
+def publish(
+    layout: Path,
+    recipe: Recipe,
+    pin: Timestamp,
+    targets: Sequence[Target],
+    report: dict[str, Any] | None,
+    say: Callable[[str], None],
+) -> list[str]:
+    """Publish to every target; returns the references written."""
+    tags = all_tags(recipe, pin)
+    written: list[str] = []
+    for t in targets:
+        if t.is_store:
+            store.publish(layout, t.store_dir(recipe.name), tags)
+        else:
+            push(layout, f"{t.repository(recipe.name)}:{tags[0]}", tags[1:], report, say)
+        written += [t.describe(recipe.name, tag) for tag in tags]
+        say(f"published {t.describe(recipe.name, tags[0])} (+{len(tags) - 1} tags)")
+    return written
+
+
+def retag(
+    recipe: Recipe, pin: Timestamp, targets: Sequence[Target], say: Callable[[str], None]
+) -> tuple[str, list[str]]:
+    """A no-change night: tonight's date tags point at the image already published
+    under the recipe's tag. Returns (that digest, references written)."""
+    tags = date_tags(recipe, pin)
+    digest, written = "", []
+    for t in targets:
+        if t.is_store:
+            digest = store.retag(t.store_dir(recipe.name), recipe.tag, tags).digest
+        else:
+            from factory.registry import pull_to_layout_sync
+
+            with tempfile.TemporaryDirectory(prefix="reprobase-retag-", dir="/var/tmp") as tmp:
+                layout = pull_to_layout_sync(
+                    f"{t.repository(recipe.name)}:{recipe.tag}", Path(tmp) / "l"
+                )
+                digest = push(layout, f"{t.repository(recipe.name)}:{tags[0]}", tags[1:], None)
+        written += [t.describe(recipe.name, tag) for tag in tags]
+        say(f"unchanged: {t.describe(recipe.name, tags[0])} -> {digest}")
+    return digest, written
+
+
+def layout_digest(layout: Path) -> str:
+    return oci.Descriptor.from_json(oci.read_index(layout)["manifests"][0]).digest

@@ -1,0 +1,1 @@
+"""Recipes: what to build (images/*.toml), validated, and where they are found."""

@@ -1,0 +1,1 @@
+"""The root filesystem: mmdebstrap, build environments A and B, normalisation, package lists."""
