@@ -106,8 +106,8 @@ def main() -> int:
         )
         py = sys.executable
         api = (
-            "import sys; from factory.diffing import diff_images; "
-            "r = diff_images(sys.argv[1], sys.argv[2]); print(r.summary()); "
+            "import sys; from factory.diffing import diff_images, render_summary; "
+            "r = diff_images(sys.argv[1], sys.argv[2]); print(render_summary(r)); "
             "sys.exit(0 if r.identical else 1)"
         )
         ours = timed("reprobase diff (CLI)", [py, "-m", "factory.cli", "diff", str(a), str(b)],

@@ -33,6 +33,7 @@ from factory.image.config import (
 from factory.image.layer import write_layer_from
 from factory.image.selftest import EPOCH, answers, sample_bytes, sample_tar
 from factory.recipes.recipe import Recipe, SlimRules
+from factory.source.origin import Origin
 from factory.source.snapshot import Timestamp
 
 PIN = Timestamp.parse("20261129T000000Z")
@@ -51,7 +52,7 @@ RECIPE = Recipe(
 def image(comp: Compression) -> dict[str, str]:
     """Config, manifest and index digests of a two-architecture image of fixed layers."""
     assert PIN.epoch == EPOCH
-    prov = Provenance("snapshot.debian.org", None, "1.3.5", comp.describe())
+    prov = Provenance(Origin.SNAPSHOT, None, "1.3.5", comp.describe())
     ann = common_annotations(RECIPE, PIN, prov)
     manifests = []
     out: dict[str, str] = {}

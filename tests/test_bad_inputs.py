@@ -17,6 +17,7 @@ from factory.common.canonical import sha256_digest
 from factory.common.errors import ToolFailed, UserError
 from factory.image.config import Provenance
 from factory.registry import push_layout_sync
+from factory.source.origin import Origin
 from tests.bad_inputs import CASES, measure, run_case
 from tests.registry_fixtures import (
     Registry,
@@ -128,19 +129,19 @@ def _ann(prov: Provenance) -> dict[str, str]:
 
 
 def test_a_mirror_build_says_what_its_packages_came_from() -> None:
-    snap = _ann(Provenance("snapshot.debian.org", None, "1.3.5", "gzip"))
+    snap = _ann(Provenance(Origin.SNAPSHOT, None, "1.3.5", "gzip"))
     assert "snapshot.debian.org" in snap["org.opencontainers.image.source"]
     assert "org.reprobase.security-mirror" not in snap  # snapshot images are unchanged
-    none = _ann(Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none"))
+    none = _ann(Provenance(Origin.MIRROR, "http://m.example/debian/", "1.3.5", "gzip", "none"))
     assert none["org.opencontainers.image.source"] == "http://m.example/debian/"
     assert "not pinned to snapshot.debian.org" in none["org.opencontainers.image.description"]
     assert "security updates are missing" in none["org.opencontainers.image.description"]
     assert none["org.reprobase.security-mirror"] == "none"
     sec = "http://m.example/debian-security/"
-    both = _ann(Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", sec))
+    both = _ann(Provenance(Origin.MIRROR, "http://m.example/debian/", "1.3.5", "gzip", sec))
     assert both["org.reprobase.security-mirror"] == sec
     assert f"with the security archive {sec}" in both["org.opencontainers.image.description"]
-    rec = _ann(Provenance("recorded-mirror", "http://m.example/", "1.3.5", "gzip"))
+    rec = _ann(Provenance(Origin.RECORDED_MIRROR, "http://m.example/", "1.3.5", "gzip"))
     assert "recorded by the reprobase proxy" in rec["org.opencontainers.image.description"]
     assert "snapshot.debian.org" not in rec["org.opencontainers.image.source"]
 
@@ -165,7 +166,7 @@ def test_rebuild_command_names_the_security_archive() -> None:
         {"name": "debian", "tag": "bookworm", "suite": "bookworm", "architectures": ["amd64"]},
         "test",
     )
-    prov = Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none")
+    prov = Provenance(Origin.MIRROR, "http://m.example/debian/", "1.3.5", "gzip", "none")
     cmd = rebuild_command(recipe, Timestamp.parse("20261129T000000Z"), [Architecture.AMD64], prov)
     assert cmd.endswith("--mirror http://m.example/debian/ --security-mirror none")
 
@@ -175,7 +176,7 @@ def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from factory.rootfs.mmdebstrap import AptSource
+    from factory.source.buildsource import BuildSource
     from factory.source.upstream import ResolvedSource, preflight
 
     (tmp_path / "debian" / "dists" / "bookworm").mkdir(parents=True)
@@ -185,7 +186,7 @@ def test_preflight_reads_the_archive_before_the_build(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/debian/"
-        src = ResolvedSource(AptSource.mirror(url), "mirror", None, None)
+        src = ResolvedSource(BuildSource.mirror(url), "mirror", None, None)
         preflight(src, "bookworm")
         with pytest.raises(UserError, match=r"dists/trixie/InRelease cannot be read \(HTTP 404"):
             preflight(src, "trixie")
@@ -201,7 +202,7 @@ def test_a_recipe_claim_of_a_snapshot_pin_is_dropped_for_a_mirror_build() -> Non
 
     recipe = load_recipe("debian:bookworm")
     assert "pinned to snapshot.debian.org" in recipe.description
-    prov = Provenance("mirror", "http://m.example/debian/", "1.3.5", "gzip", "none")
+    prov = Provenance(Origin.MIRROR, "http://m.example/debian/", "1.3.5", "gzip", "none")
     desc = common_annotations(recipe, Timestamp.parse("20261129T000000Z"), prov)[
         "org.opencontainers.image.description"
     ]

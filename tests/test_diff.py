@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from factory.cli import main
-from factory.diffing import Category, DiffReport, Level, diff_images
+from factory.diffing import Category, DiffReport, Level, diff_images, render_summary, render_text
 from tests.diff_fixtures import (
     SDE,
     F,
@@ -62,7 +62,7 @@ def test_identical_layouts(tmp_path: Path) -> None:
     a, b = pair(tmp_path, base_files())
     report = diff_images(a, b)
     assert report.identical and report.differences == ()
-    assert report.summary() == f"{a} and {b} are identical"
+    assert render_summary(report) == f"{a} and {b} are identical"
     assert main(["diff", str(a), str(b)]) == 0
 
 
@@ -95,7 +95,7 @@ def test_mtime_newer_than_source_date_epoch_and_semantic(tmp_path: Path) -> None
     sem = diff_images(a, b, semantic=True)
     assert sem.identical
     assert [(g.category, g.count) for g in sem.ignored] == [(Category.TIMESTAMP, 1)]
-    assert "ignored as harmless (--semantic): 1 x timestamp" in sem.summary()
+    assert "ignored as harmless (--semantic): 1 x timestamp" in render_summary(sem)
 
 
 def test_explicit_source_date_epoch(tmp_path: Path) -> None:
@@ -469,7 +469,7 @@ def golden_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, s
 
 def test_golden_text_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = golden_pair(tmp_path, monkeypatch)
-    check_golden("user-day-mode-mtime-log.txt", diff_images(a, b).render_text())
+    check_golden("user-day-mode-mtime-log.txt", render_text(diff_images(a, b)))
 
 
 def test_golden_semantic_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -482,8 +482,8 @@ def test_golden_compression_and_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     simple(Path("a"), base_files())
     write_layout(Path("b"), [Image((layer(make_tar(reversed(base_files()), sort=False), "zstd"),))])
-    check_golden("order-and-zstd.txt", diff_images("a", "b").render_text())
-    check_golden("order-and-zstd.semantic.txt", diff_images("a", "b", semantic=True).render_text())
+    check_golden("order-and-zstd.txt", render_text(diff_images("a", "b")))
+    check_golden("order-and-zstd.semantic.txt", render_text(diff_images("a", "b", semantic=True)))
 
 
 def test_factory_layers_merge_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ ACCESS = re.compile(r'"GET (\S+)" (\d{3}) (\d+|-) (HIT|MISS|COALESCED|-) ')
 def test_pair_overlaps_agrees_and_fetches_each_file_once(tmp_path: Path) -> None:
     cache = tmp_path / "cold"
     log = tmp_path / "proxy.log"
-    cfg = proxyctl.ProxyConfig(cache, mirror_base(system_debian_mirror()), True, log)
+    cfg = proxyctl.ProxyLaunch(cache, mirror_base(system_debian_mirror()), True, log)
     with proxyctl.running(cfg) as proxy:
         run = run_build("debian:bookworm-slim", tmp_path / "layout", proxy)
         metrics = proxy.metrics()

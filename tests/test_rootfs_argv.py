@@ -9,7 +9,8 @@ import pytest
 from factory.common.arch import Architecture
 from factory.recipes.recipe import load_recipe
 from factory.rootfs.buildenv import env_a, env_b, faketime_lib
-from factory.rootfs.mmdebstrap import AptSource, RootfsJob, mmdebstrap_argv
+from factory.rootfs.mmdebstrap import RootfsJob, mmdebstrap_argv
+from factory.source.buildsource import BuildSource
 from factory.source.snapshot import Timestamp
 
 TS = Timestamp.parse("20261129T000000Z")
@@ -21,7 +22,7 @@ def _argv(arch: Architecture, env_name: str, image: str = "debian:bookworm") -> 
         load_recipe(image),
         arch,
         TS,
-        AptSource.snapshot(TS, "http://127.0.0.1:9/"),
+        BuildSource.snapshot(TS, "http://127.0.0.1:9/"),
         env,
         Path("/w/job"),
     )
@@ -65,21 +66,21 @@ def test_clock_shift_library_only_enters_native_chroots() -> None:
 def test_image_sources_name_where_the_packages_came_from() -> None:
     from factory.rootfs.mmdebstrap import image_sources
 
-    def sources(source: AptSource) -> str:
+    def sources(source: BuildSource) -> str:
         job = RootfsJob(
             load_recipe("debian:bookworm"), Architecture.AMD64, TS, source, env_a(Path("/w")),
             Path("/w/job"),
         )  # fmt: skip
         return image_sources(job)
 
-    snap = sources(AptSource.snapshot(TS, "http://127.0.0.1:9/"))
+    snap = sources(BuildSource.snapshot(TS, "http://127.0.0.1:9/"))
     assert "URIs: http://snapshot.debian.org/archive/debian/20261129T000000Z" in snap
     mirror = sources(
-        AptSource.mirror("http://m.example/debian/", "http://m.example/debian-security/")
+        BuildSource.mirror("http://m.example/debian/", "http://m.example/debian-security/")
     )
     assert "snapshot.debian.org" not in mirror
     assert "URIs: http://m.example/debian\nSuites: bookworm bookworm-updates" in mirror
     assert "URIs: http://m.example/debian-security\nSuites: bookworm-security" in mirror
-    assert "debian-security" not in sources(AptSource.mirror("http://m.example/debian/"))
+    assert "debian-security" not in sources(BuildSource.mirror("http://m.example/debian/"))
     # a loopback mirror (a proxy on the build host) never reaches the image
-    assert "127.0.0.1" not in sources(AptSource.mirror("http://127.0.0.1:3142/debian/"))
+    assert "127.0.0.1" not in sources(BuildSource.mirror("http://127.0.0.1:3142/debian/"))

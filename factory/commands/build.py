@@ -15,14 +15,13 @@ from factory.common.errors import UserError
 from factory.common.progress import Progress
 from factory.common.runner import output, require_tool
 from factory.image.compress import Compression
-from factory.image.config import Provenance
 from factory.image.selftest import SelfTest, require_selftest
 from factory.pipeline.build import BuildRequest
 from factory.pipeline.double import Verdict, double_build
+from factory.pipeline.request import build_request
 from factory.publish import targets as publishing
 from factory.recipes.book import RecipeBook
 from factory.recipes.recipe import Recipe, load_recipe
-from factory.rootfs.mmdebstrap import mmdebstrap_version
 from factory.source.snapshot import Timestamp, resolve_pin
 from factory.source.upstream import UPSTREAMS, ResolvedSource, SourceChoice, preflight, resolve
 
@@ -148,11 +147,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, ...]:
     names = arch_arg.split(",") if arch_arg is not None else list(recipe.architectures)
-    # One canonical order (the enum's), so that the index digest does not depend on how
-    # the architectures were listed, and per-arch builds merge into the same index.
-    order = list(Architecture)
-    parsed = {Architecture.parse(n.strip()) for n in names if n.strip()}
-    arches = tuple(sorted(parsed, key=order.index))
+    arches = Architecture.parse_list(names)
     if not arches:
         raise UserError("no architecture selected", hint="e.g. --arch amd64")
     native = Architecture.native()
@@ -176,11 +171,7 @@ def request_for(
 ) -> BuildRequest:
     if args.compression:
         recipe = Recipe(**{**recipe.__dict__, "compression": args.compression})
-    comp = Compression.parse(recipe.compression)
-    prov = Provenance(
-        src.packages_from, src.mirror, mmdebstrap_version(), comp.describe(), src.security_mirror
-    )
-    return BuildRequest(recipe, select_arches(recipe, args.arch), pin, src.apt, prov)
+    return build_request(recipe, select_arches(recipe, args.arch), pin, src)
 
 
 def source_choice(args: argparse.Namespace) -> SourceChoice:
@@ -240,7 +231,7 @@ def summary(
             "image": req.recipe.ref,
             "snapshot": req.pin.text,
             "source_date_epoch": req.pin.epoch,
-            "packages_from": req.provenance.packages_from,
+            "packages_from": req.provenance.packages_from.value,
             "output": str(output) if verdict.b is None or verdict.reproducible else None,
             "upstream_bytes": sum(verdict.upstream_bytes.values())
             if verdict.upstream_bytes

@@ -7,7 +7,7 @@ import json
 import sys
 
 from factory.common.errors import UserError
-from factory.diffing import diff_images
+from factory.diffing import diff_images, render_summary, render_text
 from factory.diffing.collect import DEFAULT_LIMIT
 
 HELP = (
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     elif args.summary:
-        sys.stdout.write(report.summary() + "\n")
+        sys.stdout.write(render_summary(report) + "\n")
     else:
-        sys.stdout.write(report.render_text())
+        sys.stdout.write(render_text(report))
     return 0 if report.identical else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import platform as _platform
+from collections.abc import Iterable
 
 from factory.common.errors import UserError
 
@@ -45,6 +46,19 @@ class Architecture(enum.Enum):
                 return a
         known = ", ".join(a.debian for a in cls)
         raise UserError(f"unknown architecture {name!r}", hint=f"use one of: {known}")
+
+    @classmethod
+    def ordered(cls, arches: Iterable[Architecture]) -> tuple[Architecture, ...]:
+        """The one architecture order (the enum's), without repeats: an index's digest
+        must not depend on how the architectures were listed, and per-arch builds must
+        merge into the same index."""
+        chosen = set(arches)
+        return tuple(a for a in cls if a in chosen)
+
+    @classmethod
+    def parse_list(cls, names: Iterable[str]) -> tuple[Architecture, ...]:
+        """Names (blanks ignored) to the canonical order."""
+        return cls.ordered(cls.parse(n.strip()) for n in names if n.strip())
 
     @classmethod
     def native(cls) -> Architecture:

@@ -12,13 +12,13 @@ from typing import Any
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
 from factory.diffing.stores import TarTree, hash_stream, parse_json
-from factory.diffing.streams import Compression, Opener
+from factory.diffing.streams import Opener, StreamCodec
 from factory.image import oci
 
 LAYER_TYPES = {
-    Compression.GZIP: oci.MT_LAYER_GZIP,
-    Compression.ZSTD: oci.MT_LAYER_ZSTD,
-    Compression.NONE: oci.MT_LAYER_TAR,
+    StreamCodec.GZIP: oci.MT_LAYER_GZIP,
+    StreamCodec.ZSTD: oci.MT_LAYER_ZSTD,
+    StreamCodec.NONE: oci.MT_LAYER_TAR,
 }
 
 
@@ -45,7 +45,7 @@ class DockerStore:
             opener = self.tree.opener(name)
             digest, head = hash_stream(opener)
             self.layers[digest] = opener
-            mt = LAYER_TYPES[Compression.sniff(head)]
+            mt = LAYER_TYPES[StreamCodec.sniff(head)]
             layers.append({"mediaType": mt, "digest": digest, "size": self.tree.size(name)})
         manifest = {
             "schemaVersion": 2,

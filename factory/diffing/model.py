@@ -119,16 +119,6 @@ class DiffReport:
         seen = {d.level for d in self.differences}
         return tuple(lv for lv in Level if lv in seen)
 
-    def summary(self) -> str:
-        from factory.diffing.render import render_summary
-
-        return render_summary(self)
-
-    def render_text(self) -> str:
-        from factory.diffing.render import render_text
-
-        return render_text(self)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "a": self.a,

@@ -23,7 +23,7 @@ from typing import Any
 from factory.common.errors import UserError
 from factory.diffing.docker import DockerStore
 from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
-from factory.diffing.streams import Compression
+from factory.diffing.streams import StreamCodec
 from factory.image import oci
 
 # OCI distribution reference grammar, loosely: [host[:port]/]path[:tag][@digest]
@@ -68,8 +68,8 @@ def resolve(spec: str, stack: ExitStack) -> BlobStore:
 def open_archive(path: Path, label: str, stack: ExitStack) -> BlobStore:
     with path.open("rb") as f:
         head = f.read(512)
-    comp = Compression.sniff(head)
-    if comp is not Compression.NONE:
+    comp = StreamCodec.sniff(head)
+    if comp is not StreamCodec.NONE:
         path = _decompress(path, comp, stack)
     tree = TarTree(path, label)
     if tree.has("index.json") and tree.has("oci-layout"):
@@ -82,7 +82,7 @@ def open_archive(path: Path, label: str, stack: ExitStack) -> BlobStore:
     )
 
 
-def _decompress(path: Path, comp: Compression, stack: ExitStack) -> Path:
+def _decompress(path: Path, comp: StreamCodec, stack: ExitStack) -> Path:
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-diff-")))
     out = tmp / "archive.tar"
     with path.open("rb") as src, comp.decompress(src) as plain, out.open("wb") as dst:

@@ -1,6 +1,6 @@
 """Opening a layer blob as an uncompressed, hashed, buffered stream.
 
-Compression is sniffed from the magic bytes (RFC 1952 gzip 1f 8b; RFC 8878 zstd
+StreamCodec is sniffed from the magic bytes (RFC 1952 gzip 1f 8b; RFC 8878 zstd
 28 b5 2f fd), not trusted from the media type. gzip goes through isal (several times
 faster than zlib), zstd through zstandard's stream reader. The uncompressed bytes are
 hashed on the way (the layer's diff_id) without ever being held in memory.
@@ -23,13 +23,13 @@ from isal import igzip
 CHUNK = 1 << 20
 
 
-class Compression(enum.Enum):
+class StreamCodec(enum.Enum):
     GZIP = "gzip"
     ZSTD = "zstd"
     NONE = "none"
 
     @classmethod
-    def sniff(cls, head: bytes) -> Compression:
+    def sniff(cls, head: bytes) -> StreamCodec:
         if head[:2] == b"\x1f\x8b":
             return cls.GZIP
         if head[:4] == b"\x28\xb5\x2f\xfd":
@@ -37,9 +37,9 @@ class Compression(enum.Enum):
         return cls.NONE
 
     def decompress(self, raw: BinaryIO) -> BinaryIO:
-        if self is Compression.GZIP:
+        if self is StreamCodec.GZIP:
             return cast(BinaryIO, igzip.IGzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
-        if self is Compression.ZSTD:
+        if self is StreamCodec.ZSTD:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             return cast(BinaryIO, reader)
         return raw
@@ -101,7 +101,7 @@ class HashingReader(io.RawIOBase):
 @dataclass
 class LayerStream:
     reader: BinaryIO  # buffered uncompressed tar
-    compression: Compression
+    compression: StreamCodec
     gzip_header: GzipHeader | None
     hasher: HashingReader
     declared: str | None = None  # the config's diff_id, trusted instead of hashing
@@ -118,7 +118,7 @@ class LayerStream:
 class TarFacts:
     """What one pass over a layer learned about its encoding."""
 
-    compression: Compression
+    compression: StreamCodec
     gzip_header: GzipHeader | None
     diff_id: str
     formats: tuple[str, ...]  # tar header formats seen
@@ -133,7 +133,7 @@ def open_layer(opener: Opener, declared: str | None = None) -> Iterator[LayerStr
     raw = opener()
     try:
         head = raw.peek(64)[:64]
-        comp = Compression.sniff(head)
+        comp = StreamCodec.sniff(head)
         hasher = HashingReader(comp.decompress(raw), enabled=declared is None)
         reader = cast(BinaryIO, io.BufferedReader(hasher, CHUNK))
         yield LayerStream(reader, comp, GzipHeader.parse(head), hasher, declared)

@@ -16,10 +16,10 @@ from factory.common.canonical import canonical_json
 from factory.image.layer import LayerResult
 from factory.image.oci import MT_INDEX, MT_MANIFEST, Descriptor
 from factory.recipes.recipe import Recipe
+from factory.source.origin import NO_SECURITY, Origin
 from factory.source.snapshot import Timestamp, snapshot_url
 
 LABEL_PREFIX = "org.reprobase."
-NO_SECURITY = "none"  # --security-mirror none: a mirror build without security updates
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -27,7 +27,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class Provenance:
     """Where the packages came from and which tools made the bytes."""
 
-    packages_from: str  # "snapshot.debian.org", "recorded-mirror", "mirror"
+    packages_from: Origin
     mirror: str | None  # the mirror's URL when not snapshot.debian.org (never a loopback proxy)
     mmdebstrap: str
     compressor: str  # e.g. "gzip level 4 (deflate 0.9.0)"
@@ -36,22 +36,7 @@ class Provenance:
 
     def pin_statement(self) -> str:
         """What the packages really came from, in words (the description says it)."""
-        if self.packages_from == "mirror":
-            sec = (
-                "without the security archive: security updates are missing"
-                if self.security_mirror in (None, NO_SECURITY)
-                else f"with the security archive {self.security_mirror}"
-            )
-            return (
-                f"packages from the Debian mirror {self.mirror or '(unnamed)'} as it was at "
-                f"build time, {sec}; not pinned to snapshot.debian.org"
-            )
-        if self.packages_from == "recorded-mirror":
-            return (
-                f"packages from the Debian mirror {self.mirror or '(unnamed)'}, recorded by "
-                "the reprobase proxy under the snapshot timestamp; not snapshot.debian.org"
-            )
-        return "packages pinned to snapshot.debian.org"
+        return self.packages_from.pin_statement(self.mirror, self.security_mirror)
 
 
 def iso(ts: Timestamp) -> str:
@@ -70,10 +55,7 @@ def rebuild_command(
         "--arch",
         ",".join(a.debian for a in arches),
     ]
-    if prov.packages_from == "recorded-mirror":
-        argv += ["--upstream", "record"]
-    elif prov.packages_from == "mirror" and prov.mirror:
-        argv += ["--mirror", prov.mirror, "--security-mirror", prov.security_mirror or NO_SECURITY]
+    argv += prov.packages_from.rebuild_flags(prov.mirror, prov.security_mirror)
     return shlex.join(argv)
 
 
@@ -94,11 +76,11 @@ def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict
         LABEL_PREFIX + "version": __version__,
         LABEL_PREFIX + "mmdebstrap.version": prov.mmdebstrap,
         LABEL_PREFIX + "compressor": prov.compressor,
-        LABEL_PREFIX + "packages-from": prov.packages_from,
+        LABEL_PREFIX + "packages-from": prov.packages_from.value,
     }
     if prov.mirror:
         ann[LABEL_PREFIX + "mirror"] = prov.mirror
-    if prov.packages_from != "snapshot.debian.org":
+    if not prov.packages_from.pinned:
         # Say what the packages really came from: never "snapshot.debian.org" for a mirror.
         # (a recipe's own claim of a snapshot pin is dropped: it is not true of this build)
         desc = ann["org.opencontainers.image.description"]
@@ -106,7 +88,7 @@ def common_annotations(recipe: Recipe, pin: Timestamp, prov: Provenance) -> dict
         ann["org.opencontainers.image.description"] = f"{desc} ({prov.pin_statement()})"
         if prov.mirror:
             ann["org.opencontainers.image.source"] = prov.mirror
-    if prov.packages_from == "mirror":
+    if prov.packages_from is Origin.MIRROR:
         ann[LABEL_PREFIX + "security-mirror"] = prov.security_mirror or NO_SECURITY
     return ann
 

@@ -52,8 +52,7 @@ def merge_layouts(
             if arch in by_arch and by_arch[arch][1].digest != m.digest:
                 raise UserError(f"{arch.debian} given twice with different manifests")
             by_arch[arch] = (layout, m)
-    order = list(Architecture)
-    manifests = [by_arch[a][1] for a in sorted(by_arch, key=order.index)]
+    manifests = [by_arch[a][1] for a in Architecture.ordered(by_arch)]
     with outputs.replacing(output, outputs.Kind.LAYOUT, force=force) as tmp:
         oci.init_layout(tmp)
         for _layout, m in by_arch.values():

@@ -18,6 +18,7 @@ from factory.common.errors import UserError
 from factory.image import oci
 from factory.image.config import LABEL_PREFIX
 from factory.recipes.recipe import Recipe, recipe_from_dict
+from factory.source.origin import Origin
 from factory.source.snapshot import Timestamp
 
 
@@ -26,7 +27,7 @@ class RebuildSpec:
     recipe: Recipe
     pin: Timestamp
     arches: tuple[Architecture, ...]
-    packages_from: str
+    packages_from: Origin
     mirror: str | None
     security_mirror: str | None  # mirror builds: the security archive, or "none"
     index_digest: str  # the digest a rebuild must reproduce
@@ -96,7 +97,7 @@ def read_spec(layout: Path, tag: str | None = None) -> RebuildSpec:
         recipe=recipe,
         pin=Timestamp.parse(ann[LABEL_PREFIX + "snapshot"]),
         arches=arches,
-        packages_from=ann.get(LABEL_PREFIX + "packages-from", "snapshot.debian.org"),
+        packages_from=Origin.from_label(ann.get(LABEL_PREFIX + "packages-from"), str(layout)),
         mirror=ann.get(LABEL_PREFIX + "mirror"),
         security_mirror=ann.get(LABEL_PREFIX + "security-mirror"),
         index_digest=top.digest,

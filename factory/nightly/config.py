@@ -9,6 +9,7 @@ from typing import Any
 
 from factory.common.errors import UserError
 from factory.common.paths import Paths
+from factory.publish.targets import PublishTarget
 from factory.source.upstream import UPSTREAMS
 
 _TYPES: dict[str, type] = {
@@ -19,36 +20,11 @@ NIGHTLY_KEYS = frozenset(_TYPES)  # every key [nightly] may have (the report rea
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where images go: a local OCI store (`oci:DIR`, one layout per image name inside)
-    or a registry namespace (`host[:port]/path`, images go to `<namespace>/<name>`)."""
-
-    spec: str
-
-    @property
-    def is_store(self) -> bool:
-        return self.spec.startswith("oci:")
-
-    def store_dir(self, name: str) -> Path:
-        return Path(self.spec[4:]) / name
-
-    def repository(self, name: str) -> str:
-        return f"{self.spec.rstrip('/')}/{name}"
-
-    def describe(self, name: str, tag: str) -> str:
-        return (
-            f"oci:{self.store_dir(name)}:{tag}"
-            if self.is_store
-            else f"{self.repository(name)}:{tag}"
-        )
-
-
-@dataclass(frozen=True)
 class NightlyConfig:
     images: tuple[str, ...]
     architectures: tuple[str, ...] | None
     upstream: str
-    publish: tuple[Target, ...]
+    publish: tuple[PublishTarget, ...]
     reverify: int
     history: Path
     report: Path
@@ -93,7 +69,7 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         images=_strings(src, "images", table["images"]),
         architectures=_strings(src, "architectures", arches) if arches is not None else None,
         upstream=upstream,
-        publish=tuple(Target(t) for t in _strings(src, "publish", table.get("publish", []))),
+        publish=tuple(PublishTarget(t) for t in _strings(src, "publish", table.get("publish", []))),
         reverify=int(table.get("reverify", 0)),
         history=Path(table.get("history", defaults.history)),
         report=Path(table.get("report", defaults.report)),

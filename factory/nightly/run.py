@@ -20,16 +20,14 @@ from typing import Any
 from factory.common.arch import Architecture
 from factory.common.errors import UserError
 from factory.common.progress import Progress
-from factory.image.compress import Compression
-from factory.image.config import Provenance
 from factory.nightly.config import NightlyConfig
 from factory.pipeline.build import BuildRequest, move_layout
 from factory.pipeline.double import Verdict, double_build
 from factory.pipeline.reproduce import reproduce
+from factory.pipeline.request import build_request
 from factory.publish import targets as publishing
 from factory.recipes.recipe import Recipe, load_recipe
 from factory.report.history import History, ResultRecord, check_history_file
-from factory.rootfs.mmdebstrap import mmdebstrap_version
 from factory.source.snapshot import Timestamp
 from factory.source.upstream import (
     ResolvedSource,
@@ -86,16 +84,11 @@ def _arches(
     night: Night, recipe: Recipe, override: Sequence[str] | None
 ) -> tuple[Architecture, ...]:
     names = override or night.cfg.architectures or recipe.architectures
-    order = list(Architecture)
-    return tuple(sorted({Architecture.parse(n) for n in names}, key=order.index))
+    return Architecture.parse_list(names)
 
 
 def _request(night: Night, recipe: Recipe, arches: tuple[Architecture, ...]) -> BuildRequest:
-    comp = Compression.parse(recipe.compression)
-    prov = Provenance(
-        night.src.packages_from, night.src.mirror, mmdebstrap_version(), comp.describe()
-    )
-    return BuildRequest(recipe, arches, night.pin, night.src.apt, prov)
+    return build_request(recipe, arches, night.pin, night.src)
 
 
 def _records(
@@ -222,7 +215,7 @@ def reverify(night: Night, image: str) -> None:
         if len(seen) >= night.cfg.reverify:
             break
     target = night.cfg.publish[0]
-    upstream = "record" if night.src.packages_from == "recorded-mirror" else "snapshot"
+    upstream = night.src.packages_from.proxy_upstream
     for rec in seen:
         recipe_name, _, tag = rec.image.partition(":")
         ref = target.describe(recipe_name, f"{tag}-{rec.snapshot}")
@@ -333,7 +326,8 @@ def run_nightly(
                 night = Night(
                     cfg, pin, history, src, progress, workdir, run_id, output_layout, force
                 )
-                progress.say(f"nightly {run_id}: {len(images)} images from {src.packages_from}")
+                origin = src.packages_from.value
+                progress.say(f"nightly {run_id}: {len(images)} images from {origin}")
                 for image in images:
                     try:
                         nightly_image(night, image, arches)

@@ -27,8 +27,9 @@ from factory.image.config import (
 from factory.image.layer import write_layer
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv
-from factory.rootfs.mmdebstrap import AptSource, RootfsJob, boot_clock, bootstrap, read_phases
+from factory.rootfs.mmdebstrap import RootfsJob, boot_clock, bootstrap, read_phases
 from factory.rootfs.packages import Package, packages_digest, packages_from_tar
+from factory.source.buildsource import BuildSource
 from factory.source.snapshot import Timestamp
 
 
@@ -37,7 +38,7 @@ class BuildRequest:
     recipe: Recipe
     arches: tuple[Architecture, ...]
     pin: Timestamp
-    source: AptSource
+    source: BuildSource
     provenance: Provenance
 
     @property

@@ -93,11 +93,11 @@ def compare_digests(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def explain(a: Path, b: Path) -> tuple[dict[str, Any] | None, str]:
     """Ask `reprobase diff` why two layouts differ (its report names the files)."""
     try:
-        from factory.diffing import diff_images
+        from factory.diffing import diff_images, render_text
     except ImportError:
         return None, "(no diff engine available)"
     rep = diff_images(a, b)
-    return rep.to_json(), rep.render_text()
+    return rep.to_json(), render_text(rep)
 
 
 def double_build(

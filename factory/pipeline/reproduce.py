@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.common.errors import UserError
 from factory.common.progress import Progress
-from factory.image.compress import Compression
-from factory.image.config import Provenance
 from factory.image.selfdesc import RebuildSpec, read_spec
 from factory.pipeline import toolversion
-from factory.pipeline.build import BuildRequest, build
+from factory.pipeline.build import build
+from factory.pipeline.request import build_request
+from factory.registry.fetch import fetch
 from factory.rootfs.buildenv import env_a
-from factory.rootfs.mmdebstrap import mmdebstrap_version
+from factory.source.origin import NO_SECURITY, Origin
 from factory.source.upstream import SourceChoice, preflight, resolve
 
 
@@ -52,37 +51,22 @@ class Reproduction:
             "image": self.spec.recipe.ref,
             "snapshot": self.spec.pin.text,
             "architectures": [a.debian for a in self.spec.arches],
-            "packages_from": self.spec.packages_from,
+            "packages_from": self.spec.packages_from.value,
             "warnings": self.warnings,
             "diff_summary": self.diff_summary,
             "diff": self.diff,
         }
 
 
-def fetch(reference: str, workdir: Path) -> tuple[Path, str | None]:
-    """An image to a local layout: (layout dir, tag or None)."""
-    ref = reference.removeprefix("oci:")
-    if Path(ref).is_dir():
-        return Path(ref), None
-    path, sep, tag = ref.rpartition(":")
-    if sep and Path(path).is_dir():
-        return Path(path), tag
-    if reference.startswith("oci:"):
-        raise UserError(f"{ref}: no such OCI layout directory")
-    from factory.registry import pull_to_layout_sync
-
-    return pull_to_layout_sync(reference, workdir / "pulled"), None
-
-
 def source_for(spec: RebuildSpec, choice: SourceChoice) -> SourceChoice:
     """Rebuild from where the original came from, unless the user says otherwise."""
     if choice.mirror or choice.proxy or choice.upstream != "auto":
         return choice
-    if spec.packages_from == "recorded-mirror":
+    if spec.packages_from is Origin.RECORDED_MIRROR:
         return SourceChoice(upstream="record", cache_dir=choice.cache_dir)
-    if spec.packages_from == "mirror" and spec.mirror:
+    if spec.packages_from is Origin.MIRROR and spec.mirror:
         # an image from before the security label had none: rebuild it the same way
-        return SourceChoice(mirror=spec.mirror, security_mirror=spec.security_mirror or "none")
+        return SourceChoice(mirror=spec.mirror, security_mirror=spec.security_mirror or NO_SECURITY)
     return SourceChoice(upstream="snapshot", cache_dir=choice.cache_dir)
 
 
@@ -98,19 +82,12 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
             progress.say(note)
         progress.say(
             f"{spec.recipe.ref} @ {spec.pin} for {', '.join(a.debian for a in spec.arches)}: "
-            f"rebuilding from {spec.packages_from}"
+            f"rebuilding from {spec.packages_from.value}"
         )
         with resolve(source_for(spec, choice), spec.pin, work, spec.recipe.suite) as src:
-            comp = Compression.parse(spec.recipe.compression)
             # The provenance is the image's own: the rebuild must describe itself identically.
-            prov = Provenance(
-                spec.packages_from,
-                spec.mirror,
-                mmdebstrap_version(),
-                comp.describe(),
-                src.security_mirror,
-            )
-            req = BuildRequest(spec.recipe, spec.arches, spec.pin, src.apt, prov)
+            req = build_request(spec.recipe, spec.arches, spec.pin, src, like=spec)
+            prov = req.provenance
             preflight(src, spec.recipe.suite)
             rebuilt = build(req, env_a(work / "env"), work / "rebuilt", progress)
         result = Reproduction(
@@ -121,10 +98,10 @@ def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Repro
         )
         if not result.identical:
             with progress.stage("explaining the difference"):
-                from factory.diffing import diff_images
+                from factory.diffing import diff_images, render_summary
 
                 rep = diff_images(layout, rebuilt.layout)
-                result.diff_summary, result.diff = rep.summary(), rep.to_json()
+                result.diff_summary, result.diff = render_summary(rep), rep.to_json()
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -138,7 +138,7 @@ def maybe_hand_over(reference: str, choice: str, argv: Sequence[str]) -> None:
     if "reproduce" not in argv and "verify" not in argv:
         raise UserError(f"{FLAG} needs the reprobase command line", hint="run reprobase itself")
     from factory.image.selfdesc import read_spec
-    from factory.pipeline.reproduce import fetch
+    from factory.registry.fetch import fetch
 
     with tempfile.TemporaryDirectory(prefix="reprobase-version-", dir="/var/tmp") as work:
         layout, tag = fetch(reference, Path(work))

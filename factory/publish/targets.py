@@ -9,18 +9,43 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.common.canonical import canonical_json
 from factory.image import oci
 from factory.image.selfdesc import top_descriptor
-from factory.nightly.config import Target
 from factory.publish import store
 from factory.recipes.recipe import Recipe
 from factory.source.snapshot import Timestamp
 
 REPORT_ARTIFACT = "application/vnd.reprobase.build-report.v1+json"
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where images go: a local OCI store (`oci:DIR`, one layout per image name inside)
+    or a registry namespace (`host[:port]/path`, images go to `<namespace>/<name>`)."""
+
+    spec: str
+
+    @property
+    def is_store(self) -> bool:
+        return self.spec.startswith("oci:")
+
+    def store_dir(self, name: str) -> Path:
+        return Path(self.spec[4:]) / name
+
+    def repository(self, name: str) -> str:
+        return f"{self.spec.rstrip('/')}/{name}"
+
+    def describe(self, name: str, tag: str) -> str:
+        return (
+            f"oci:{self.store_dir(name)}:{tag}"
+            if self.is_store
+            else f"{self.repository(name)}:{tag}"
+        )
 
 
 def date_tags(recipe: Recipe, pin: Timestamp) -> list[str]:
@@ -61,7 +86,7 @@ def publish(
     layout: Path,
     recipe: Recipe,
     pin: Timestamp,
-    targets: Sequence[Target],
+    targets: Sequence[PublishTarget],
     report: dict[str, Any] | None,
     say: Callable[[str], None],
 ) -> list[str]:
@@ -79,7 +104,7 @@ def publish(
 
 
 def retag(
-    recipe: Recipe, pin: Timestamp, targets: Sequence[Target], say: Callable[[str], None]
+    recipe: Recipe, pin: Timestamp, targets: Sequence[PublishTarget], say: Callable[[str], None]
 ) -> tuple[str, list[str]]:
     """A no-change night: tonight's date tags point at the image already published
     under the recipe's tag. Returns (that digest, references written)."""

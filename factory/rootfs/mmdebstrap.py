@@ -16,45 +16,10 @@ from factory.common import runner
 from factory.common.arch import Architecture
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv, faketime_lib
-from factory.source.snapshot import (
-    Timestamp,
-    has_security,
-    mirror_sources,
-    snapshot_sources,
-    snapshot_url,
-)
+from factory.source.buildsource import BuildSource
+from factory.source.snapshot import Timestamp, mirror_sources, snapshot_sources
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-
-@dataclass(frozen=True)
-class AptSource:
-    """Where packages come from during the build (never what the image's sources say)."""
-
-    kind: str  # "snapshot" (snapshot.debian.org, possibly via the proxy) or "mirror"
-    debian_url: str
-    security_url: str | None
-    proxy: str | None = None  # http://127.0.0.1:PORT/ — build time only
-
-    @classmethod
-    def snapshot(cls, ts: Timestamp, proxy: str | None) -> AptSource:
-        return cls(
-            "snapshot", snapshot_url("debian", ts), snapshot_url("debian-security", ts), proxy
-        )
-
-    @classmethod
-    def mirror(
-        cls, url: str, security_url: str | None = None, proxy: str | None = None
-    ) -> AptSource:
-        return cls("mirror", url.rstrip("/") + "/", security_url, proxy)
-
-    def lines(self, suite: str, components: tuple[str, ...]) -> list[str]:
-        comps = " ".join(components)
-        opt = "[check-valid-until=no] " if self.kind == "snapshot" else ""
-        out = [f"deb {opt}{self.debian_url} {s} {comps}" for s in (suite, f"{suite}-updates")]
-        if self.security_url and has_security(suite):
-            out.append(f"deb {opt}{self.security_url} {suite}-security {comps}")
-        return out
 
 
 @dataclass(frozen=True)
@@ -62,7 +27,7 @@ class RootfsJob:
     recipe: Recipe
     arch: Architecture
     pin: Timestamp
-    source: AptSource
+    source: BuildSource
     env: BuildEnv
     workdir: Path  # private to this build: sources file, output tar
 

@@ -18,7 +18,7 @@ APT_ETC = Path("/etc/apt")
 
 
 @dataclass(frozen=True)
-class AptSource:
+class HostAptEntry:
     uri: str
     suites: tuple[str, ...]
     components: tuple[str, ...]
@@ -42,7 +42,7 @@ def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
             yield fields
 
 
-def parse_deb822(text: str) -> list[AptSource]:
+def parse_deb822(text: str) -> list[HostAptEntry]:
     out = []
     for st in _deb822_stanzas(text):
         if "deb" not in st.get("types", "").split():
@@ -51,7 +51,7 @@ def parse_deb822(text: str) -> list[AptSource]:
             continue
         for uri in st.get("uris", "").split():
             out.append(
-                AptSource(
+                HostAptEntry(
                     uri.rstrip("/") + "/",
                     tuple(st.get("suites", "").split()),
                     tuple(st.get("components", "").split()),
@@ -60,7 +60,7 @@ def parse_deb822(text: str) -> list[AptSource]:
     return out
 
 
-def parse_one_line(text: str) -> list[AptSource]:
+def parse_one_line(text: str) -> list[HostAptEntry]:
     out = []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -73,12 +73,12 @@ def parse_one_line(text: str) -> list[AptSource]:
                 rest = rest[1:]
             rest = rest[1:]
         if len(rest) >= 2:
-            out.append(AptSource(rest[0].rstrip("/") + "/", (rest[1],), tuple(rest[2:])))
+            out.append(HostAptEntry(rest[0].rstrip("/") + "/", (rest[1],), tuple(rest[2:])))
     return out
 
 
-def system_sources(etc: Path = APT_ETC) -> list[AptSource]:
-    sources: list[AptSource] = []
+def system_sources(etc: Path = APT_ETC) -> list[HostAptEntry]:
+    sources: list[HostAptEntry] = []
     main = etc / "sources.list"
     if main.is_file():
         sources += parse_one_line(main.read_text(errors="replace"))

@@ -29,7 +29,7 @@ UPSTREAM_BYTES = "reprobase_proxy_upstream_bytes_total"
 
 
 @dataclass(frozen=True)
-class ProxyConfig:
+class ProxyLaunch:
     cache_dir: Path
     upstream: str  # archive base: snapshot.debian.org/archive/ or a plain mirror's base
     record: bool  # recorder mode: upstream is a plain Debian mirror, frozen per timestamp
@@ -118,7 +118,7 @@ def read_metrics(url: str) -> dict[str, float]:
     return parse_metrics(body.decode()) if status == 200 else {}
 
 
-def start(cfg: ProxyConfig, timeout: float = 60.0) -> ProxyHandle:
+def start(cfg: ProxyLaunch, timeout: float = 60.0) -> ProxyHandle:
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     port_file = cfg.cache_dir / f".port-{os.getpid()}"
     port_file.unlink(missing_ok=True)
@@ -157,7 +157,7 @@ def start(cfg: ProxyConfig, timeout: float = 60.0) -> ProxyHandle:
 
 
 @contextlib.contextmanager
-def running(cfg: ProxyConfig) -> Iterator[ProxyHandle]:
+def running(cfg: ProxyLaunch) -> Iterator[ProxyHandle]:
     handle = start(cfg)
     try:
         yield handle

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from cache_proxy.paths import proxy_cache_dir
 from factory.common.errors import UserError
-from factory.image.config import NO_SECURITY
-from factory.rootfs.mmdebstrap import AptSource
 from factory.source import proxyctl
 from factory.source.aptsources import system_debian_mirror
+from factory.source.buildsource import BuildSource
+from factory.source.origin import NO_SECURITY, Origin
 from factory.source.snapshot import Timestamp
 
 log = logging.getLogger("reprobase.upstream")
@@ -120,8 +120,8 @@ def check_writable(flag: str, path: Path) -> None:
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    apt: AptSource
-    packages_from: str  # snapshot.debian.org | recorded-mirror | mirror
+    apt: BuildSource
+    packages_from: Origin
     mirror: str | None  # recorded in the image (never a loopback address)
     proxy: proxyctl.ProxyHandle | None
     security_mirror: str | None = None  # mirror builds: the security archive, or "none"
@@ -242,9 +242,9 @@ def resolve(
                 choice.mirror,
             )
             security = NO_SECURITY
-        apt = AptSource.mirror(choice.mirror, None if security == NO_SECURITY else security)
+        apt = BuildSource.mirror(choice.mirror, None if security == NO_SECURITY else security)
         recorded = security if security == NO_SECURITY else public_url(security)
-        yield ResolvedSource(apt, "mirror", public_url(choice.mirror), None, recorded)
+        yield ResolvedSource(apt, Origin.MIRROR, public_url(choice.mirror), None, recorded)
         return
     if choice.proxy:
         if choice.upstream == "auto":
@@ -252,9 +252,9 @@ def resolve(
                 "--proxy needs --upstream snapshot or --upstream record",
                 hint="say what the proxy serves, so the image records it",
             )
-        origin = "recorded-mirror" if choice.upstream == "record" else "snapshot.debian.org"
+        origin = Origin.RECORDED_MIRROR if choice.upstream == "record" else Origin.SNAPSHOT
         yield ResolvedSource(
-            AptSource.snapshot(pin, choice.proxy),
+            BuildSource.snapshot(pin, choice.proxy),
             origin,
             None,
             proxyctl.ProxyHandle(choice.proxy, None),
@@ -262,13 +262,13 @@ def resolve(
         return
     base, record = choose_upstream(choice.upstream)
     log_dir.mkdir(parents=True, exist_ok=True)
-    cfg = proxyctl.ProxyConfig(
+    cfg = proxyctl.ProxyLaunch(
         choice.cache_dir or default_cache_dir(), base, record, log_dir / "proxy.log"
     )
     with proxyctl.running(cfg) as handle:
-        origin = "recorded-mirror" if record else "snapshot.debian.org"
+        origin = Origin.RECORDED_MIRROR if record else Origin.SNAPSHOT
         yield ResolvedSource(
-            AptSource.snapshot(pin, handle.url),
+            BuildSource.snapshot(pin, handle.url),
             origin,
             public_url(base) if record else None,
             handle,
