@@ -21,6 +21,8 @@ LAYERS = (
     "image",
     "diffing",
     "registry",
+    "attest",  # SBOMs, provenance, signatures, rebuild attestations
+    "derive",  # images built FROM ours (Containerfiles through buildah)
     "pipeline",
     "publish",
     "report",
