@@ -7,18 +7,16 @@ then default.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import ipaddress
 import logging
 import os
 import socket
 import sys
-import tempfile
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 
 from cache_proxy import __version__
 from cache_proxy.config import (
@@ -34,7 +32,8 @@ from cache_proxy.config import (
     parse_size,
 )
 from cache_proxy.errors import UserError
-from cache_proxy.paths import proxy_cache_dir
+from cache_proxy.loop import run_loop
+from cache_proxy.paths import proxy_cache_dir, unsafe_path_reason
 
 HELP: Final = (
     "Run the verifying, snapshot-aware cache proxy for snapshot.debian.org "
@@ -316,20 +315,13 @@ def _check_file_dir(flag: str, path: Path, cache_dir: Path) -> None:
             f"refusing to replace --port-file {path}: it is not a port file (HOST:PORT)",
             hint="give a new path",
         )
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
     cache = cache_dir.absolute()
     will_exist = parent.exists() or parent == cache or parent in cache.parents
-    try:
-        if not will_exist or not existing.is_dir():
-            raise NotADirectoryError(f"{parent} is not a directory")
-        os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
-    except OSError as exc:
+    why = unsafe_path_reason(path) if will_exist else f"{parent} is not a directory"
+    if why is not None:
         raise UserError(
-            f"cannot write {flag} {path}: {exc.strerror or exc}",
-            hint="give a file in a writable directory",
-        ) from None
+            f"cannot write {flag} {path}: {why}", hint="give a file in a writable directory"
+        )
 
 
 def is_store(path: Path) -> bool:
@@ -397,21 +389,6 @@ def scrub(config: ProxyConfig) -> int:
         index.close()
     print(report.line())
     return 1 if report.dropped else 0
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """uvloop when installed (about a third more warm hits per second), else asyncio's loop.
-
-    ``REPROBASE_PROXY_LOOP=asyncio`` forces asyncio's own loop.
-    """
-    try:
-        if _env("LOOP") == "asyncio":
-            raise ImportError("asyncio's loop asked for")
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
 
 
 def run(args: argparse.Namespace) -> int:

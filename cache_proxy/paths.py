@@ -2,7 +2,7 @@
 
 It lives here, in the package that stands alone, so that the proxy started on its
 own (``reprobase-proxy``, ``python -m cache_proxy``) and ``reprobase build`` agree
-on the proxy's store; ``factory.paths`` names every other path from the same base.
+on the proxy's store; ``factory.common.paths`` names every other path from the same base.
 
 - root (FHS 3.0 §5.5, §5.8): cache /var/cache/reprobase, data /var/lib/reprobase,
   configuration /etc/reprobase;
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,49 @@ def proxy_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     value = env.get(CACHE_ENV)
     return Path(value) if value else BaseDirs.for_user(environ=env).proxy_cache
+
+
+def _protected(resolved: Path) -> str | None:
+    cwd = Path.cwd().resolve()
+    if resolved == Path("/"):
+        return "the root directory"
+    if resolved == Path.home().resolve():
+        return "the home directory"
+    if resolved == cwd:
+        return "the current directory"
+    if resolved in cwd.parents:
+        return "a parent of the current directory"
+    return None
+
+
+def unsafe_path_reason(path: Path, *, probe: bool = True) -> str | None:
+    """Why a new file or directory may not be written at ``path``, in one line; None if
+    it may (what is there already, if anything, is the caller's to judge).
+
+    The one rule for every output reprobase writes (the proxy's --port-file and
+    --access-log, build outputs, installed schedule files), checked before any work:
+
+    1. ``path`` is never ``/``, the home directory, the current directory or one of
+       its parents ("it is the home directory"), whatever they hold;
+    2. the nearest existing ancestor of its parent must be a directory
+       ("/srv/file is not a directory"), where the missing ones will be created;
+    3. with ``probe``, that directory must be writable: a temporary directory is
+       created and removed in it (the reason is the system's, e.g. "Permission
+       denied"). ``probe=False`` is for dry runs, which must not write anything.
+
+    Callers word the refusal, e.g. ``cannot write --port-file PATH: <reason>``.
+    """
+    why = _protected(path.resolve())
+    if why is not None:
+        return f"it is {why}"
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if probe:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
+        except OSError as exc:
+            return str(exc.strerror or exc)
+    return None

@@ -6,6 +6,10 @@ three, check they describe one mirror state (Release == InRelease's signed text)
 and store them as that timestamp's forever. Indexes are later fetched by the hash
 the frozen Release lists (``by-hash``), pool files checked against the frozen
 Packages, so a mirror update mid-build cannot make the recording inconsistent.
+
+The recorder is a client of the cache through the public seams of ``Freezer``
+(which ``cache.Cache`` provides): it looks up what is frozen, asks the upstreams
+itself, and stores what it freezes; it sees nothing else of the cache.
 """
 
 from __future__ import annotations
@@ -14,19 +18,20 @@ import asyncio
 import datetime as dt
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import Final, Protocol
 
 import aiohttp
 from yarl import URL
 
 from cache_proxy import debindex, httpsem, timestamps
+from cache_proxy.config import ProxyConfig
+from cache_proxy.index import BlobRow
+from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Target
 from cache_proxy.safety import logsafe
-from cache_proxy.upstream import NotFound, UpstreamError
+from cache_proxy.upstream import NotFound, Upstream, UpstreamError
 from cache_proxy.verify import Expect, Hasher
-
-if TYPE_CHECKING:
-    from cache_proxy.cache import Cache
 
 log = logging.getLogger("cache_proxy.recorder")
 
@@ -35,9 +40,42 @@ CONSISTENCY_TRIES: Final = 3
 MAX_ROOT_BYTES: Final = 64 << 20
 
 
-async def _fetch_small(cache: Cache, target: Target) -> tuple[bytes, float | None] | None:
+class Freezer(Protocol):
+    """What freezing a suite needs of the cache: its public seams (``cache.Cache``)."""
+
+    @property
+    def config(self) -> ProxyConfig:
+        """``record_window``: how old a timestamp a new recording may be filed under."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """Where upstream bytes are counted (``upstream_bytes_total``)."""
+
+    @property
+    def upstream(self) -> Upstream:
+        """The upstreams, asked with ``Upstream.fetch`` (retries, limits, fail-over)."""
+
+    def upstream_urls(self, target: Target, ts: str, path: str) -> list[tuple[str, str]]:
+        """(upstream base, URL) of ``path`` under ``ts`` on each upstream, in order."""
+        ...
+
+    async def cached(self, target: Target, run: str) -> BlobRow | None:
+        """The blob stored for ``target`` under ``run``, without asking upstream."""
+
+    def blob_path(self, sha256: str) -> Path:
+        """Where a stored blob's bytes are (read-only)."""
+        ...
+
+    async def store_bytes(self, target: Target, data: bytes, mtime: float | None) -> BlobRow:
+        """Store a small verified body as ``target``'s, under ``target.ts`` forever."""
+
+    async def note_index(self, target: Target, run: str, row: BlobRow) -> None:
+        """Learn the hashes a stored Release lists (so its indexes are fetched by hash)."""
+
+
+async def _fetch_small(cache: Freezer, target: Target) -> tuple[bytes, float | None] | None:
     """Whole body of a small file, Content-Length checked; None if upstream has none."""
-    urls = cache._urls(target, target.ts, target.quoted_path)
+    urls = cache.upstream_urls(target, target.ts, target.quoted_path)
 
     async def on_body(resp: aiohttp.ClientResponse) -> tuple[bytes, float | None]:
         if (resp.content_length or 0) > MAX_ROOT_BYTES:
@@ -104,7 +142,8 @@ def refuse_untrue_recording(
         )
 
 
-async def freeze_suite(cache: Cache, archive: str, ts: str, suite: str) -> None:
+async def freeze_suite(cache: Freezer, archive: str, ts: str, suite: str) -> None:
+    """Freeze ``dists/<suite>``'s roots under ``ts``, unless they are frozen already."""
     targets = {name: Target(archive, ts, f"dists/{suite}/{name}") for name in ROOTS}
     frozen = {name: await cache.cached(t, ts) for name, t in targets.items()}
     if all(v is None for v in frozen.values()):

@@ -43,6 +43,7 @@ from cache_proxy.app import (
 )
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
+from cache_proxy.loop import run_loop
 from cache_proxy.metrics import RowMetrics
 from cache_proxy.reader import StoreReader
 from cache_proxy.routing import Target
@@ -261,8 +262,6 @@ def main() -> int:
         print("error: cache_proxy.workers is started by the proxy itself", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from cache_proxy.cli import run_loop
-
     run_loop(run_worker(spec))
     return 0
 

@@ -142,8 +142,7 @@ async def test_lru_eviction_under_cap(fake: FakeSnapshot, make_proxy, http) -> N
         async with http.get(proxy.archive_url("debian", RUNS[0], path)) as resp:
             assert await resp.read() == run.files[path]
     cache = proxy.server.proxy.cache
-    if cache._evicting is not None:
-        await cache._evicting
+    await cache.evictor.settled()
     assert cache.size <= 3 * one + one // 2
     assert metric(proxy, "evictions_total") == len(pool) - 3
     async with http.get(proxy.archive_url("debian", RUNS[0], pool[0])) as resp:

@@ -232,8 +232,7 @@ async def test_eviction_reaches_the_workers(
         status, body, _ = await get(f"{base}/archive/debian/{RUNS[0]}/{path}")
         assert body == run.files[path]
     cache = proxy.server.proxy.cache
-    if cache._evicting is not None:
-        await cache._evicting
+    await cache.evictor.settled()
     assert proxy.server.board is not None and proxy.server.board.generation > 0
     assert not cache.blob_path(sha256(run.files[first])).exists()
     status, body, headers = await get(f"{base}/archive/debian/{RUNS[0]}/{first}")
