@@ -19,8 +19,8 @@ LAYERS = (
     "source",
     "rootfs",
     "image",
-    "diffing",
     "registry",
+    "diffing",
     "attest",  # SBOMs, provenance, signatures, rebuild attestations
     "derive",  # images built FROM ours (Containerfiles through buildah)
     "pipeline",

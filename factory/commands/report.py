@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory.common import outputs
 from factory.common import paths as defaults
 from factory.common.errors import UserError
-from factory.nightly.config import NIGHTLY_KEYS
+from factory.common.tomlcheck import Table, read_toml, table_of
+from factory.nightly.config import CONFIG_HINT, NIGHTLY_TYPES
 from factory.report import write_report
 from factory.report.history import History
 
@@ -67,33 +67,14 @@ def default_paths(where: defaults.Paths) -> Paths:
 
 def config_paths(config: Path) -> tuple[Path | None, Path | None]:
     """The [nightly] table's history and report keys (either may be absent)."""
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(
-            f"cannot read config {config}: {exc.strerror}", hint="check --config"
-        ) from exc
-    except UnicodeDecodeError:
-        raise UserError(
-            f"{config}: not a text file (TOML is UTF-8)", hint="check --config"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{config} is not valid TOML: {exc}", hint="fix the file") from exc
-    table = data.get("nightly")
-    if not isinstance(table, dict):
-        raise UserError(f"{config} has no [nightly] table", hint="see schedules/nightly.toml")
-    unknown = sorted(set(table) - NIGHTLY_KEYS)
-    if unknown:  # the same file drives the nightly, which refuses these too
-        raise UserError(
-            f"{config}: field 'nightly.{unknown[0]}': unknown key "
-            f"(known: {', '.join(sorted(NIGHTLY_KEYS))})",
-            hint="fix the spelling",
-        )
+    table = table_of(read_toml(config, "config", CONFIG_HINT), "nightly", str(config), CONFIG_HINT)
+    # the same file drives the nightly, which refuses unknown keys too
+    Table(str(config), "nightly.").check_types(table, NIGHTLY_TYPES)
     found: list[Path | None] = []
     for key in ("history", "report"):
         value = table.get(key)
         if value is not None and not (isinstance(value, str) and value):
-            raise UserError(f"{config}: [nightly] {key} must be a path string", hint="quote it")
+            raise Table(str(config), "nightly.").error(key, "must be a path, not empty")
         found.append(Path(value) if value else None)
     return found[0], found[1]
 

@@ -9,7 +9,7 @@ from cache_proxy.errors import UserError
 
 # One error type for the whole tool: the proxy's, since cache_proxy stands alone (it must
 # start without factory) and factory already builds on it. Re-exported from here.
-__all__ = ["Mismatch", "ToolFailed", "UserError", "meaningful_lines"]
+__all__ = ["ToolFailed", "UserError", "meaningful_lines"]
 
 
 def meaningful_lines(argv: list[str], stderr: str, count: int = 3) -> list[str]:
@@ -53,7 +53,3 @@ class ToolFailed(UserError):
         self.argv = argv
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-
-
-class Mismatch(Exception):
-    """Two builds that had to agree did not (exit code 1, not an error)."""

@@ -8,12 +8,30 @@ command documents its order.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cache_proxy.paths import BaseDirs
+
+# Debian's standard PATH: what subprocesses get (runner) and what images say (config Env).
+DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Scratch space for builds: they need gigabytes, so disk-backed /var/tmp, never a
+# tmpfs /tmp. Each job gets its own reprobase-JOB-* directory and removes it.
+SCRATCH = Path("/var/tmp")
+
+
+def scratch_dir(job: str) -> Path:
+    """A new private work directory for one job (the caller removes it)."""
+    return Path(tempfile.mkdtemp(prefix=f"reprobase-{job}-", dir=SCRATCH))
+
+
+def scratch(job: str) -> tempfile.TemporaryDirectory[str]:
+    """A work directory removed when the `with` block ends."""
+    return tempfile.TemporaryDirectory(prefix=f"reprobase-{job}-", dir=SCRATCH)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from factory.common.errors import ToolFailed, UserError
+from factory.common.paths import DEBIAN_PATH
 
 log = logging.getLogger("reprobase.run")
 
@@ -41,7 +42,7 @@ BASE_ENV: dict[str, str] = {
     "LC_ALL": "C.UTF-8",
     "LANG": "C.UTF-8",
     "TZ": "UTC",
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": DEBIAN_PATH,
 }
 
 
@@ -71,7 +72,6 @@ def run(
     capture: bool = False,
     input_bytes: bytes | None = None,
     check: bool = True,
-    stream_stderr: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv with a clean environment; raise ToolFailed on failure."""
     args = [os.fspath(a) for a in argv]
@@ -85,7 +85,7 @@ def run(
         cwd=cwd,
         input=input_bytes,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=None if stream_stderr else subprocess.PIPE,
+        stderr=subprocess.PIPE,
         check=False,
     )
     if check and proc.returncode != 0:

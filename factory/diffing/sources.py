@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import re
 import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from factory.common.errors import UserError
 from factory.diffing.docker import DockerStore
@@ -91,31 +87,7 @@ def _decompress(path: Path, comp: StreamCodec, stack: ExitStack) -> Path:
 
 
 def pull(ref: str, stack: ExitStack) -> BlobStore:
-    hint = "pull it first (e.g. skopeo copy docker://REF oci:DIR) and pass the directory"
-    try:
-        registry = importlib.import_module("factory.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("factory.registry", "factory"):
-            raise
-        registry = None
-    # The contract is pull_to_layout(ref, dest) -> Path; the client also offers an
-    # async version, so a coroutine result is run to completion here.
-    pull_fn = getattr(registry, "pull_to_layout_sync", None) or getattr(
-        registry, "pull_to_layout", None
-    )
-    if pull_fn is None:
-        raise UserError(
-            f"{ref}: not a file or directory, and registry references need the publishing "
-            "client (factory.registry.pull_to_layout), which is not available",
-            hint=hint,
-        )
+    from factory.registry.pull import pull_to_layout_sync
+
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-pull-")))
-    result = pull_fn(ref, tmp / "layout")
-    if inspect.isawaitable(result):
-        result = asyncio.run(_await(result))
-    layout = Path(result)
-    return LayoutStore(layout, ref)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+    return LayoutStore(pull_to_layout_sync(ref, tmp / "layout"), ref)

@@ -13,6 +13,7 @@ from typing import Any
 from factory import __version__
 from factory.common.arch import Architecture
 from factory.common.canonical import canonical_json
+from factory.common.paths import DEBIAN_PATH
 from factory.image.layer import LayerResult
 from factory.image.oci import MT_INDEX, MT_MANIFEST, Descriptor
 from factory.recipes.recipe import Recipe
@@ -20,7 +21,6 @@ from factory.source.origin import NO_SECURITY, Origin
 from factory.source.snapshot import Timestamp, snapshot_url
 
 LABEL_PREFIX = "org.reprobase."
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def image_config(
     cfg: dict[str, Any] = {
         **arch.to_oci(),
         "created": iso(pin),
-        "config": {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["bash"], "Labels": labels},
+        "config": {"Env": [f"PATH={DEBIAN_PATH}"], "Cmd": ["bash"], "Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         "history": [
             {

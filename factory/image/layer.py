@@ -24,7 +24,6 @@ from typing import IO, BinaryIO, cast
 from factory.image.compress import Compression
 
 KEEP_XATTRS = ("SCHILY.xattr.security.capability",)
-_COPY_BUF = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.common.errors import UserError
 from factory.common.paths import Paths
+from factory.common.tomlcheck import Table, read_toml, table_of
 from factory.publish.targets import PublishTarget
 from factory.source.upstream import UPSTREAMS
 
@@ -16,7 +16,8 @@ _TYPES: dict[str, type] = {
     "images": list, "architectures": list, "upstream": str, "publish": list, "reverify": int,
     "history": str, "report": str, "cache_dir": str, "proxy": str,
 }  # fmt: skip
-NIGHTLY_KEYS = frozenset(_TYPES)  # every key [nightly] may have (the report reads two)
+CONFIG_HINT = "see schedules/nightly.toml"
+NIGHTLY_TYPES = _TYPES  # every key [nightly] may have, and its type (the report reads two)
 
 
 @dataclass(frozen=True)
@@ -34,26 +35,17 @@ class NightlyConfig:
 
 
 def _field(src: str, key: str, msg: str) -> UserError:
-    return UserError(f"{src}: field 'nightly.{key}': {msg}")
+    return Table(src, "nightly.").error(key, msg)
 
 
 def _strings(src: str, key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _field(src, key, "must be a list of non-empty strings")
-    return tuple(value)
+    return Table(src, "nightly.").strings(key, value)
 
 
 def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
-    table = data.get("nightly")
-    if not isinstance(table, dict):
-        raise UserError(f"{src}: no [nightly] table", hint="see schedules/nightly.toml")
-    for key, value in table.items():
-        if key not in _TYPES:
-            raise _field(src, key, f"unknown key (known: {', '.join(sorted(_TYPES))})")
-        if not isinstance(value, _TYPES[key]) or isinstance(value, bool):
-            raise _field(src, key, f"must be a {_TYPES[key].__name__}")
-    if "images" not in table:
-        raise _field(src, "images", "is required")
+    table = table_of(data, "nightly", src, CONFIG_HINT)
+    Table(src, "nightly.").check_types(table, _TYPES)
+    Table(src, "nightly.").require(table, "images")
     if not table["images"]:
         raise _field(src, "images", "lists no image")
     upstream = table.get("upstream", "auto")
@@ -80,14 +72,4 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
 
 
 def load_config(path: Path) -> NightlyConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file", hint="see schedules/nightly.toml") from None
-    except OSError as exc:
-        raise UserError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (TOML is UTF-8)", hint="check --config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(read_toml(path, "config", CONFIG_HINT), str(path))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.common import outputs
+from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
 from factory.pipeline.build import BuildRequest, BuildResult, build, move_layout
 from factory.rootfs.buildenv import BuildEnv, env_a, env_b
@@ -92,10 +92,8 @@ def compare_digests(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def explain(a: Path, b: Path) -> tuple[dict[str, Any] | None, str]:
     """Ask `reprobase diff` why two layouts differ (its report names the files)."""
-    try:
-        from factory.diffing import diff_images, render_text
-    except ImportError:
-        return None, "(no diff engine available)"
+    from factory.diffing import diff_images, render_text
+
     rep = diff_images(a, b)
     return rep.to_json(), render_text(rep)
 
@@ -113,7 +111,7 @@ def double_build(
     """meter() reads the proxy's upstream byte counter (None when there is no proxy).
     The output (and the mismatch evidence) replace only earlier reprobase outputs
     (factory.common.outputs); force lets one of another kind be replaced."""
-    base = Path(tempfile.mkdtemp(prefix="reprobase-", dir="/var/tmp"))
+    base = scratch_dir("build")
     fetched: dict[str, int] = {}
     seconds: dict[str, float] = {}
     spans: dict[str, tuple[float, float]] = {}

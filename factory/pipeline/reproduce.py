@@ -7,11 +7,10 @@ with no checkout of the original recipe: everything comes from the image.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
 from factory.image.selfdesc import RebuildSpec, read_spec
 from factory.pipeline import toolversion
@@ -71,7 +70,7 @@ def source_for(spec: RebuildSpec, choice: SourceChoice) -> SourceChoice:
 
 
 def reproduce(reference: str, choice: SourceChoice, progress: Progress) -> Reproduction:
-    work = Path(tempfile.mkdtemp(prefix="reprobase-reproduce-", dir="/var/tmp"))
+    work = scratch_dir("reproduce")
     try:
         # Refuse bad flags and read the image before saying anything: one line on error.
         choice.validate()

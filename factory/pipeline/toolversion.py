@@ -17,14 +17,13 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from factory import __version__
 from factory.common import runner
 from factory.common.errors import UserError
-from factory.common.paths import Paths
+from factory.common.paths import Paths, scratch
 
 log = logging.getLogger("reprobase.toolversion")
 FLAG = "--tool-version"
@@ -140,7 +139,7 @@ def maybe_hand_over(reference: str, choice: str, argv: Sequence[str]) -> None:
     from factory.image.selfdesc import read_spec
     from factory.registry.fetch import fetch
 
-    with tempfile.TemporaryDirectory(prefix="reprobase-version-", dir="/var/tmp") as work:
+    with scratch("version") as work:
         layout, tag = fetch(reference, Path(work))
         recorded = read_spec(layout, tag).versions["reprobase"]
     version = wanted(choice, recorded)

@@ -7,14 +7,13 @@ tags last, so a failure part-way never moves a tag.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.common.canonical import canonical_json
-from factory.image import oci
+from factory.common.paths import scratch
 from factory.image.selfdesc import top_descriptor
 from factory.publish import store
 from factory.recipes.recipe import Recipe
@@ -116,7 +115,7 @@ def retag(
         else:
             from factory.registry import pull_to_layout_sync
 
-            with tempfile.TemporaryDirectory(prefix="reprobase-retag-", dir="/var/tmp") as tmp:
+            with scratch("retag") as tmp:
                 layout = pull_to_layout_sync(
                     f"{t.repository(recipe.name)}:{recipe.tag}", Path(tmp) / "l"
                 )
@@ -124,7 +123,3 @@ def retag(
         written += [t.describe(recipe.name, tag) for tag in tags]
         say(f"unchanged: {t.describe(recipe.name, tags[0])} -> {digest}")
     return digest, written
-
-
-def layout_digest(layout: Path) -> str:
-    return oci.Descriptor.from_json(oci.read_index(layout)["manifests"][0]).digest

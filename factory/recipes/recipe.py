@@ -7,7 +7,6 @@ the file and the field.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from factory.common.arch import Architecture
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
+from factory.common.tomlcheck import Table, read_toml
 from factory.recipes.book import RecipeBook, split_ref
 
 KNOWN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable")
@@ -67,9 +67,6 @@ class Recipe:
     def ref(self) -> str:
         return f"{self.name}:{self.tag}"
 
-    def arches(self) -> list[Architecture]:
-        return [Architecture.parse(a) for a in self.architectures]
-
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("source")
@@ -101,24 +98,17 @@ _SLIM_FIELDS = ("path_exclude", "path_include")
 
 
 def _err(src: str, fieldname: str, msg: str) -> UserError:
-    return UserError(f"{src}: field '{fieldname}': {msg}")
+    return Table(src).error(fieldname, msg)
 
 
 def _str_list(src: str, key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _err(src, key, "must be a list of non-empty strings")
-    return tuple(value)
+    return Table(src).strings(key, value)
 
 
 def recipe_from_dict(data: dict[str, Any], src: str) -> Recipe:
-    for key, value in data.items():
-        if key not in _FIELDS:
-            raise _err(src, key, f"unknown key (known: {', '.join(sorted(_FIELDS))})")
-        if not isinstance(value, _FIELDS[key]):
-            raise _err(src, key, f"must be a {_FIELDS[key].__name__}, not {type(value).__name__}")
-    for key in ("name", "tag", "suite"):
-        if key not in data:
-            raise _err(src, key, "is required")
+    top = Table(src)
+    top.check_types(data, _FIELDS)
+    top.require(data, "name", "tag", "suite")
     if data["suite"] not in KNOWN_SUITES:
         raise _err(
             src, "suite", f"unknown suite {data['suite']!r} (known: {', '.join(KNOWN_SUITES)})"
@@ -137,10 +127,9 @@ def recipe_from_dict(data: dict[str, Any], src: str) -> Recipe:
             raise _err(src, "architectures", exc.message) from None
     slim = None
     if "slim" in data:
+        top.sub("slim").check_types(data["slim"], dict.fromkeys(_SLIM_FIELDS, list))
         for key, value in data["slim"].items():
-            if key not in _SLIM_FIELDS:
-                raise _err(src, f"slim.{key}", f"unknown key (known: {', '.join(_SLIM_FIELDS)})")
-            _str_list(src, f"slim.{key}", value)
+            top.sub("slim").strings(key, value)
         slim = SlimRules(
             tuple(data["slim"].get("path_exclude", ())), tuple(data["slim"].get("path_include", ()))
         )
@@ -195,12 +184,4 @@ def load_recipe(image: str, book: RecipeBook | Path | None = None) -> Recipe:
     path = recipe_path(image, book)
     if not path.is_file():
         raise UserError(f"no recipe {path}", hint="give a path to a recipe .toml file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (a recipe is UTF-8 TOML)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from None
-    return recipe_from_dict(data, str(path))
+    return recipe_from_dict(read_toml(path, "recipe"), str(path))

@@ -173,11 +173,6 @@ class Token:
         return f"Bearer {self.value}"
 
 
-def scope_for(repository: str, actions: tuple[str, ...]) -> str:
-    """Token scope (token-scope.md): repository:<name>:<comma-separated actions>."""
-    return f"repository:{repository}:{','.join(actions)}"
-
-
 def token_from_response(body: Any) -> str:
     """token.md §Token Response Fields: 'token', or 'access_token' for OAuth2 servers."""
     if isinstance(body, dict):

@@ -17,9 +17,7 @@ from factory.common.arch import Architecture
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv, faketime_lib
 from factory.source.buildsource import BuildSource
-from factory.source.snapshot import Timestamp, mirror_sources, snapshot_sources
-
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+from factory.source.snapshot import KEYRING, Timestamp, mirror_sources, snapshot_sources
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,11 @@ class RootfsJob:
     @property
     def phases_path(self) -> Path:
         return self.workdir / "phases"
+
+    @property
+    def facts_path(self) -> Path:
+        """What the SBOM needs from the chroot before normalisation (factory.rootfs.debhashes)."""
+        return self.workdir / "sbom-facts.json"
 
 
 # mmdebstrap's hook points, in the order it reaches them, and the phase each one ends.
@@ -132,6 +135,11 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         argv.append(f'--setup-hook=mkdir -p "$1{d}" && cp {shlex.quote(lib)} "$1{d}/"')
     for cmd in r.customize:
         argv.append('--customize-hook=chroot "$1" /bin/sh -ec ' + shlex.quote(cmd))
+    # reads the chroot, writes outside it: apt's lists (the .debs' SHA-256) go next
+    argv.append(
+        "--customize-hook="
+        + _hook(sys.executable, "-m", "factory.rootfs.debhashes", '"$1"', str(job.facts_path))
+    )
     argv.append(
         "--customize-hook="
         + _hook(

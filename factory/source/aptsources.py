@@ -108,12 +108,3 @@ def system_debian_mirror(etc: Path = APT_ETC) -> str:
         "no Debian mirror found in the machine's apt sources",
         hint="pass --mirror URL, e.g. the URI of a 'deb' line in /etc/apt/sources.list",
     )
-
-
-def system_security_mirror(etc: Path = APT_ETC) -> str | None:
-    for src in system_sources(etc):
-        if src.uri.startswith(("http://", "https://")) and any(
-            s.endswith("-security") for s in src.suites
-        ):
-            return src.uri
-    return None

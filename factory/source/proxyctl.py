@@ -23,8 +23,9 @@ from pathlib import Path
 
 from factory.common import runner
 from factory.common.errors import UserError
+from factory.source.snapshot import SNAPSHOT_BASE
 
-SNAPSHOT_UPSTREAM = "http://snapshot.debian.org/archive/"
+SNAPSHOT_UPSTREAM = SNAPSHOT_BASE  # the proxy fetches the archive base itself
 UPSTREAM_BYTES = "reprobase_proxy_upstream_bytes_total"
 
 

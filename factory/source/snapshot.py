@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from factory.common.errors import UserError
 
 SNAPSHOT_BASE = "http://snapshot.debian.org/archive/"
+# the key the build checks the archive with, and the one the image's sources name
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
 _TS_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -117,7 +119,7 @@ def snapshot_sources(suite: str, components: tuple[str, ...], ts: Timestamp) -> 
     """deb822 apt sources for an image: pinned to the snapshot, so images built
     FROM ours stay pinned too. Old snapshots have expired Valid-Until fields."""
     comps = " ".join(components)
-    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    key = KEYRING
     stanzas = [
         f"Types: deb\nURIs: {snapshot_url('debian', ts).rstrip('/')}\n"
         f"Suites: {suite} {suite}-updates\nComponents: {comps}\n"
@@ -138,7 +140,7 @@ def mirror_sources(
     """deb822 apt sources for an image built from a plain mirror: that mirror (and its
     security archive, if the build had one), not a snapshot the packages never came from."""
     comps = " ".join(components)
-    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    key = KEYRING
     stanzas = [
         f"Types: deb\nURIs: {debian_url.rstrip('/')}\n"
         f"Suites: {suite} {suite}-updates\nComponents: {comps}\nSigned-By: {key}\n",

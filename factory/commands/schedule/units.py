@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from factory.common.paths import DEBIAN_PATH
+
 DEFAULT_REPROBASE = Path("/opt/reprobase/.venv/bin/reprobase")
 DEFAULT_CONFIG = Path("/etc/reprobase/publish.toml")
 SERVICE_NAME = "reprobase-nightly.service"
@@ -83,7 +85,7 @@ CRON = """\
 # flock -n skips a night while the previous run still holds the lock (reprobase
 # nightly takes its own lock too); the report is written whatever the verdict.
 SHELL=/bin/sh
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH={path}
 {line}
 """
 CRON_LOG = "/var/log/reprobase-nightly.log"
@@ -121,7 +123,7 @@ def cron(paths: Paths) -> str:
     nightly = f"flock -n {CRON_LOCK} {paths.command('nightly')} >>{CRON_LOG} 2>&1"
     report = f"{paths.command('report')} >>{CRON_LOG} 2>&1"
     line = f"{MINUTE} {HOUR} * * * root {nightly}; {report}"
-    return CRON.format(name=CRON_NAME, line=line, minute=MINUTE, hour=HOUR)
+    return CRON.format(name=CRON_NAME, line=line, minute=MINUTE, hour=HOUR, path=DEBIAN_PATH)
 
 
 def systemd_units(paths: Paths) -> dict[str, str]:
