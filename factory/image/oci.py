@@ -115,7 +115,8 @@ def write_json_blob(layout: Path, obj: Any, media_type: str, **kw: Any) -> Descr
 def add_blob_file(layout: Path, src: Path, digest: str) -> None:
     """Move (or copy) an already-hashed file into the layout's blob store."""
     dst = blob_path(layout, digest)
-    if dst.exists():
+    if dst.exists():  # e.g. two architectures with the same layer: leave no debris
+        src.unlink(missing_ok=True)
         return
     try:
         os.replace(src, dst)

@@ -7,7 +7,6 @@ The double build (factory.pipeline.double) calls this twice with different Build
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,15 @@ from factory.common import outputs
 from factory.common.arch import Architecture
 from factory.common.progress import Progress, Task
 from factory.image import oci
+from factory.image.assemble import ArchImage, assemble_arch, assemble_index
 from factory.image.compress import Compression
 from factory.image.config import (
     Provenance,
-    common_annotations,
-    image_config,
-    image_index,
-    image_manifest,
 )
-from factory.image.layer import write_layer
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv
 from factory.rootfs.mmdebstrap import RootfsJob, boot_clock, bootstrap, read_phases
-from factory.rootfs.packages import Package, packages_digest, packages_from_tar
+from factory.rootfs.packages import Package
 from factory.source.buildsource import BuildSource
 from factory.source.snapshot import Timestamp
 
@@ -56,6 +51,7 @@ class ArchResult:
     size: int
     uncompressed_size: int
     packages: list[Package] = field(default_factory=list)
+    image: ArchImage | None = None  # what factory.image.assemble made
 
     def digests(self) -> dict[str, Any]:
         return {
@@ -103,31 +99,21 @@ def build_arch(
     for phase, seconds in phases.items():
         progress.record(f"mmdebstrap: {phase}", seconds, task)
     with progress.stage(f"canonical layer ({req.compression.describe()})", task):
-        tmp_blob = layout / "blobs" / "sha256" / f".layer-{arch.debian}.tmp"
-        layer = write_layer(tar, tmp_blob, req.compression, req.pin.epoch)
-        oci.add_blob_file(layout, tmp_blob, layer.digest)
-        pkgs = packages_from_tar(tar)
-    progress.record("canonical tar", layer.tar_seconds, task)
-    progress.record("compression", layer.compress_seconds, task)
+        img = assemble_arch(layout, req.recipe, req.pin, arch, req.provenance, tar)
+    progress.record("canonical tar", img.layer.tar_seconds, task)
+    progress.record("compression", img.layer.compress_seconds, task)
+    progress.record("OCI config and manifest", img.oci_seconds, task)
     tar.unlink()
-    oci_started = time.monotonic()
-    prov = req.provenance
-    cfg = image_config(req.recipe, req.pin, arch, layer, prov, packages_digest(pkgs))
-    cfg_desc = oci.write_json_blob(layout, cfg, oci.MT_CONFIG)
-    layer_desc = oci.Descriptor(req.compression.media_type, layer.digest, layer.size)
-    ann = common_annotations(req.recipe, req.pin, prov)
-    man = image_manifest(cfg_desc, layer_desc, ann)
-    man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
-    progress.record("OCI config and manifest", time.monotonic() - oci_started, task)
     return ArchResult(
         arch,
-        man_desc,
-        cfg_desc.digest,
-        layer.digest,
-        layer.diff_id,
-        layer.size,
-        layer.uncompressed_size,
-        pkgs,
+        img.manifest,
+        img.config_digest,
+        img.layer.digest,
+        img.layer.diff_id,
+        img.layer.size,
+        img.layer.uncompressed_size,
+        img.packages,
+        img,
     )
 
 
@@ -151,16 +137,8 @@ def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) ->
             progress.finish(task)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
-    ann = common_annotations(req.recipe, req.pin, req.provenance)
-    idx = image_index([r.manifest for r in results], ann)
-    idx_desc = oci.write_json_blob(layout, idx, oci.MT_INDEX)
-    top = oci.Descriptor(
-        idx_desc.media_type,
-        idx_desc.digest,
-        idx_desc.size,
-        annotations={oci.ANN_REF_NAME: req.recipe.tag},
-    )
-    oci.write_index(layout, [top], {})
+    images = [r.image for r in results if r.image is not None]
+    idx_desc = assemble_index(layout, req.recipe, req.pin, req.provenance, images)
     return BuildResult(layout, idx_desc, results, env)
 
 
