@@ -365,3 +365,25 @@ def test_unsafe_path_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert unsafe_path_reason(tmp_path / "file") is None  # what is there is the caller's
     assert unsafe_path_reason(tmp_path / "x", probe=False) is None
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".reprobase-probe-")]
+
+
+def test_blob_response_overrides_no_private_part_of_aiohttp() -> None:
+    """aiohttp's private names change between minor releases (``_path`` did): ours
+    must not override or depend on them, only extend the public API."""
+
+    from cache_proxy.app import BlobResponse
+
+    defined = {
+        name
+        for name, value in vars(BlobResponse).items()
+        if callable(value) or isinstance(value, property | staticmethod | classmethod)
+    }
+    assert defined == {"__init__", "prepare"}  # both public, both call super()
+    for name in set(vars(BlobResponse)) - {"_abc_impl"}:  # ABCMeta's own
+        if name.startswith("_") and not name.startswith("__"):
+            raise AssertionError(f"BlobResponse sets aiohttp-style private {name}")
+    import cache_proxy.app
+
+    source = Path(cache_proxy.app.__file__).read_text(encoding="utf-8")
+    for private in ("._path", "_sendfile_fallback", "._chunk_size", "aiohttp.http_writer"):
+        assert private not in source, f"cache_proxy/app.py uses aiohttp's private {private}"
