@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "image",
         metavar="IMAGE",
-        help="recipe name NAME:TAG (see `reprobase images`) or a path to a recipe .toml",
+        nargs="?",
+        help="recipe name NAME:TAG (see `reprobase images`) or a path to a recipe .toml "
+        "(or -f Containerfile instead: an image FROM one of ours)",
     )
     add_recipes_argument(p)
     pin = p.add_mutually_exclusive_group()
@@ -87,6 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print one JSON object with all digests as the last line",
     )
+    from factory.commands import derive  # -f Containerfile: its own flags and run()
+
+    derive.add_arguments(p)
 
 
 def add_selftest_argument(p: argparse.ArgumentParser) -> None:
@@ -181,6 +186,12 @@ def source_choice(args: argparse.Namespace) -> SourceChoice:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "file", None) is not None:
+        from factory.commands import derive
+
+        return derive.run(args)
+    if args.image is None:
+        raise UserError("build needs IMAGE (a recipe) or -f Containerfile", hint="see --help")
     if args.push and args.once:
         raise UserError("--push needs the verifying second build", hint="drop --once")
     if args.push and args.allow_selftest_mismatch:

@@ -1,0 +1,248 @@
+"""reprobase build -f Containerfile: an image FROM one of ours, double-built, bytes ours.
+
+`factory.commands.build` hands over here when -f is given; this module turns the
+flags into a DerivedRequest (factory.pipeline.derived) and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from factory.common import outputs, runner
+from factory.common.arch import Architecture
+from factory.common.errors import UserError
+from factory.common.progress import Progress
+from factory.derive import context as contexts
+from factory.derive.base import BaseImage, resolve_base
+from factory.derive.buildah import buildah_version
+from factory.derive.containerfile import parse, parse_build_args
+from factory.image.compress import Compression
+from factory.image.selftest import SelfTest, require_selftest
+from factory.pipeline.derived import (
+    DerivedRequest,
+    context_artifact,
+    double_build_derived,
+    make_request,
+    source_choice_for,
+)
+from factory.pipeline.double import Verdict
+from factory.source.snapshot import Timestamp
+from factory.source.upstream import SourceChoice, preflight, resolve
+
+# flags of `build` that mean a base-image recipe build, refused with -f
+BASE_ONLY = (("image", "IMAGE"), ("date", "--date"), ("snapshot", "--snapshot"),
+             ("mirror", "--mirror"), ("security_mirror", "--security-mirror"))  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("derived images (reprobase build -f Containerfile, docs/derived.md)")
+    g.add_argument(
+        "-f", "--file", metavar="CONTAINERFILE", type=Path,
+        help="build this Containerfile FROM a reprobase image (instead of a recipe)",
+    )  # fmt: skip
+    g.add_argument(
+        "--context", metavar="DIR", type=Path,
+        help="the build context (default: the Containerfile's directory); recorded with "
+        "the image as a canonical tar",
+    )  # fmt: skip
+    g.add_argument(
+        "--build-arg", metavar="K=V", action="append", default=[],
+        help="a build argument (repeatable); recorded in the image. "
+        "SOURCE_DATE_EPOCH=N overrides the base's",
+    )  # fmt: skip
+    g.add_argument("--tag", metavar="NAME:TAG", help="the image's name (default: the -f file's)")
+
+
+def _refuse_base_flags(args: argparse.Namespace) -> None:
+    for attr, flag in BASE_ONLY:
+        if getattr(args, attr, None):
+            raise UserError(
+                f"{flag} is for recipe builds; with -f the base image's pin applies",
+                hint=f"drop {flag}: the Containerfile's FROM names the pinned base",
+            )
+
+
+def _tag(args: argparse.Namespace, file: Path) -> str:
+    tag = args.tag or f"{file.resolve().parent.name or 'derived'}:latest"
+    name, _, t = tag.rpartition(":")
+    if not name or not t or "/" in t or any(c.isspace() for c in tag):
+        raise UserError(f"--tag {tag!r}: expected NAME:TAG", hint="e.g. --tag myapp:1.0")
+    return tag
+
+
+def check_emulation(arch: Architecture) -> None:
+    runner.require_tool("arch-test")
+    if arch.debian not in runner.output(["arch-test"]).split():
+        raise UserError(
+            f"this machine cannot run {arch.debian} binaries (for the {arch.debian} steps)",
+            hint="apt-get install qemu-user-static binfmt-support, then check with arch-test",
+        )
+
+
+def check_byte_path(args: argparse.Namespace) -> SelfTest:
+    """The known-answer self-test of our byte path, before anything is built."""
+    result = require_selftest(allow_mismatch=args.allow_selftest_mismatch)
+    if result.overridden:
+        print(
+            "warning: byte-path self-test failed (" + ", ".join(result.mismatches) + "): "
+            "images built here will not reproduce on other machines",
+            file=sys.stderr,
+        )
+    return result
+
+
+def _arches(args: argparse.Namespace, base: BaseImage) -> tuple[Architecture, ...]:
+    if args.arch is None:
+        native = Architecture.native()
+        return (
+            (native,)
+            if any(p.arch is native for p in base.platforms)
+            else (base.platforms[0].arch,)
+        )
+    arches = Architecture.parse_list(args.arch.split(","))
+    if not arches:
+        raise UserError("no architecture selected", hint="e.g. --arch amd64")
+    for a in arches:
+        if not a.is_native():
+            check_emulation(a)
+    return arches
+
+
+def run(args: argparse.Namespace) -> int:
+    _refuse_base_flags(args)
+    if args.push and args.once:
+        raise UserError("--push needs the verifying second build", hint="drop --once")
+    if args.push and args.allow_selftest_mismatch:
+        raise UserError("--allow-selftest-mismatch is for experiments: its images are never "
+                        "pushed", hint="drop --push")  # fmt: skip
+    file: Path = args.file
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"-f {file}: cannot read it ({exc})") from None
+    build_args = parse_build_args(args.build_arg)
+    cf = parse(text, build_args)
+    ctx = contexts.pack(args.context or file.parent)
+    tag = _tag(args, file)
+    output = args.output or Path("out") / tag.replace(":", "-").replace("/", "-")
+    outputs.check(output, outputs.Kind.LAYOUT, force=args.force)
+    if not args.once:
+        outputs.check(output.with_name(output.name + ".mismatch"), outputs.Kind.MISMATCH,
+                      force=args.force)  # fmt: skip
+    choice = SourceChoice(None, None, args.proxy, args.upstream, args.cache_dir)
+    choice.validate()
+    if args.push:
+        check_push_targets(args.push, tag.rpartition(":")[2])
+    byte_path = check_byte_path(args)
+    progress = Progress()
+    with tempfile.TemporaryDirectory(prefix="reprobase-base-", dir="/var/tmp") as tmp:
+        base = resolve_base(cf.base, Path(tmp))
+        arches = _arches(args, base)
+        progress.say(f"FROM {base.title} {base.digest} (snapshot {base.snapshot})")
+        pin = Timestamp.parse(base.snapshot)
+        with resolve(
+            source_choice_for(base.packages_from, choice), pin, Path(tmp), base.suite
+        ) as src:
+            if base.suite:
+                preflight(src, base.suite)
+            compression = Compression.parse(args.compression or "gzip")
+            req = make_request(text, build_args, base, arches, tag, ctx, src.apt.proxy, compression)
+            verdict = double_build_derived(
+                req, output, once=args.once, progress=progress, force=args.force
+            )
+    result = summary(verdict, req, output, progress)
+    result["compressor_selftest"] = byte_path.to_json()
+    if args.push and verdict.reproducible:
+        result["pushed"] = push_all(args.push, output, req, result, progress)
+    print_human(result, verdict)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return 0 if verdict.b is None or verdict.reproducible else 1
+
+
+def check_push_targets(refs: list[str], tag: str) -> None:
+    """Every --push reference parses, and its registry answers and lets us push."""
+    from factory.registry import check_push_access_sync, parse_reference
+
+    for text in refs:
+        parse_reference(text, default_tag=tag)
+    check_push_access_sync(refs)
+
+
+def summary(
+    verdict: Verdict, req: DerivedRequest, output: Path, progress: Progress
+) -> dict[str, Any]:
+    out = verdict.to_json()
+    ok = verdict.b is None or verdict.reproducible
+    out.update(
+        {
+            "kind": "derived",
+            "image": req.tag,
+            "base": req.base.reference,
+            "base_digest": req.base.digest,
+            "snapshot": req.base.snapshot,
+            "source_date_epoch": req.source_date_epoch,
+            "context_digest": req.context.digest,
+            "context_embedded": req.context_embedded is not None,
+            "buildah": buildah_version(),
+            "output": str(output) if ok else None,
+            "durations": progress.durations,
+            "seconds": round(progress.elapsed(), 3),
+        }
+    )
+    return out
+
+
+def push_all(
+    refs: list[str], layout: Path, req: DerivedRequest, report: dict[str, Any], progress: Progress
+) -> list[dict[str, str]]:
+    from factory.image.selfdesc import top_descriptor
+    from factory.publish import targets as publishing
+    from factory.registry import attach_referrer_sync, parse_reference
+
+    out = []
+    tag = req.tag.rpartition(":")[2]
+    for text in refs:
+        ref = parse_reference(text, default_tag=tag)
+        with progress.stage(f"push {ref}"):
+            digest = publishing.push(layout, str(ref), [], report, progress.say)
+            art = context_artifact(layout, req.spec())
+            if art is not None:  # the build context, as a referrer of the image
+                payload, media_type, artifact_type = art
+                attach_referrer_sync(
+                    str(ref), top_descriptor(layout), artifact_type, payload, media_type,
+                    {"org.opencontainers.image.title": "reprobase build context"},
+                )  # fmt: skip
+        out.append({"reference": str(ref), "digest": digest})
+    return out
+
+
+def print_human(result: dict[str, Any], verdict: Verdict) -> None:
+    w = sys.stdout.write
+    w(f"\n{result['image']} FROM {result['base']} ({result['base_digest']})\n")
+    w(f"  index      {verdict.a.index_digest}\n")
+    for a in verdict.a.arches:
+        d = a.digests()
+        w(f"  {a.arch.oci_platform_string():<14} manifest {d['manifest']}\n")
+        w(f"  {'':<14} config   {d['config']}\n")
+        if d["layer"]:
+            w(f"  {'':<14} new layer {d['layer']} ({d['size'] / 1e6:.2f} MB)\n")
+    if verdict.b is None:
+        w(f"built once (not verified) -> {result['output']}\n")
+    elif verdict.reproducible:
+        w(
+            "reproducible: build B (other host name, TZ, locale, umask, directory"
+            f"{', clock +1 day' if verdict.b.env.clock_offset_days else ''}) gave the same "
+            f"digests -> {result['output']}\n"
+        )
+    else:
+        w("NOT REPRODUCIBLE: the two builds differ; nothing was written or pushed\n")
+        for line in verdict.differences:
+            w(f"  {line}\n")
+        if verdict.report_text:
+            w(verdict.report_text.rstrip() + "\n")
