@@ -246,3 +246,29 @@ def print_human(result: dict[str, Any], verdict: Verdict) -> None:
             w(f"  {line}\n")
         if verdict.report_text:
             w(verdict.report_text.rstrip() + "\n")
+
+
+def reproduce_if_derived(args: argparse.Namespace) -> int | None:
+    """`reprobase reproduce REF` of a derived image (None: REF is not one, carry on)."""
+    from factory.derive.describe import is_derived
+    from factory.pipeline.derived import reproduce_reference, top_annotations
+
+    if not is_derived(top_annotations(args.reference)):
+        return None
+    if getattr(args, "attest", False):
+        raise UserError(
+            "--attest is not supported for derived images yet",
+            hint="reproduce without --attest",
+        )
+    byte_path = check_byte_path(args)
+    choice = SourceChoice(None, None, args.proxy, args.upstream, args.cache_dir)
+    result = reproduce_reference(args.reference, choice, Progress())
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(result.verdict())
+    if not result.identical and result.diff_summary:
+        print(result.diff_summary)
+    if args.json:
+        doc = {**result.to_json(), "compressor_selftest": byte_path.to_json()}
+        print(json.dumps(doc, sort_keys=True))
+    return 0 if result.identical else 1

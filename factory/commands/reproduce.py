@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from factory.commands.derive import reproduce_if_derived  # images built with build -f
+
+    derived = reproduce_if_derived(args)
+    if derived is not None:
+        return derived
     toolversion.maybe_hand_over(args.reference, args.tool_version, sys.argv[1:])
     byte_path = check_byte_path(args)
     result = reproduce(args.reference, source_choice(args), Progress())

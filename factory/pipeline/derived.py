@@ -405,3 +405,49 @@ def _pinned(base: str, digest: str) -> str:
     if ":" in last[-1]:
         name = name[: name.rfind(":")]
     return f"{name}@{digest}"
+
+
+def top_annotations(reference: str) -> dict[str, str]:
+    """The annotations of the image a reference names, reading only its top object
+    (one GET of the manifest for a registry): enough to tell a derived image."""
+    ref = reference.removeprefix("oci:")
+    path, sep, tag = ref.rpartition(":")
+    layout, ltag = (Path(ref), None) if Path(ref).is_dir() else (Path(path), tag or None)
+    if Path(ref).is_dir() or (sep and Path(path).is_dir()):
+        obj = oci.read_json_blob(layout, top_descriptor(layout, ltag).digest)
+    else:
+        if reference.startswith("oci:"):
+            return {}
+        obj = _registry_top(reference)
+    return {str(k): str(v) for k, v in (obj.get("annotations") or {}).items()}
+
+
+def _registry_top(reference: str) -> dict[str, Any]:
+    import asyncio
+
+    from factory.registry import parse_reference
+    from factory.registry.client import Registries
+
+    async def get() -> dict[str, Any]:
+        r = parse_reference(reference)
+        async with Registries() as regs:
+            m = await regs.repo(r).get_manifest(r.reference)
+        obj = json.loads(m.data) if m is not None else {}
+        return obj if isinstance(obj, dict) else {}
+
+    return asyncio.run(get())
+
+
+def reproduce_reference(
+    reference: str, choice: SourceChoice, progress: Progress
+) -> DerivedReproduction:
+    """`reprobase reproduce REF` for a derived image: fetch it, rebuild it, compare."""
+    from factory.registry.fetch import fetch
+
+    work = Path(tempfile.mkdtemp(prefix="reprobase-reproduce-", dir="/var/tmp"))
+    try:
+        choice.validate()
+        layout, tag = fetch(reference, work)
+        return reproduce_derived(reference, layout, tag, choice, progress, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
