@@ -36,11 +36,11 @@ from cache_proxy.app import (
     CACHE_HEADER,
     CACHE_KEY,
     METRICS_TYPE,
-    SMALL_BLOB,
     Front,
     end_broken,
     text_response,
 )
+from cache_proxy.blobresponse import SMALL_BLOB
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
 from cache_proxy.loop import run_loop

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from cache_proxy.app import single_range
+from cache_proxy.blobresponse import single_range
 from cache_proxy.config import ProxyConfig
 from cache_proxy.eviction import Evictor
 from cache_proxy.fetch import Flights, Job
@@ -371,7 +371,7 @@ def test_blob_response_overrides_no_private_part_of_aiohttp() -> None:
     """aiohttp's private names change between minor releases (``_path`` did): ours
     must not override or depend on them, only extend the public API."""
 
-    from cache_proxy.app import BlobResponse
+    from cache_proxy.blobresponse import BlobResponse
 
     defined = {
         name
@@ -382,8 +382,7 @@ def test_blob_response_overrides_no_private_part_of_aiohttp() -> None:
     for name in set(vars(BlobResponse)) - {"_abc_impl"}:  # ABCMeta's own
         if name.startswith("_") and not name.startswith("__"):
             raise AssertionError(f"BlobResponse sets aiohttp-style private {name}")
-    import cache_proxy.app
-
-    source = Path(cache_proxy.app.__file__).read_text(encoding="utf-8")
-    for private in ("._path", "_sendfile_fallback", "._chunk_size", "aiohttp.http_writer"):
-        assert private not in source, f"cache_proxy/app.py uses aiohttp's private {private}"
+    for module in ("app", "blobresponse", "workers"):
+        source = (Path(__file__).parents[1] / "cache_proxy" / f"{module}.py").read_text("utf-8")
+        for private in ("._path", "_sendfile_fallback", "._chunk_size", "aiohttp.http_writer"):
+            assert private not in source, f"cache_proxy/{module}.py uses aiohttp's {private}"
