@@ -34,8 +34,11 @@ def _digest(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _night(config: Path, day: dt.date, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
-    rc = main(["nightly", "--config", str(config), "--date", day.isoformat(), "--json"])
+def _night(
+    config: Path, day: dt.date, capsys: pytest.CaptureFixture[str], jobs: int = 2
+) -> tuple[int, dict]:
+    argv = ["nightly", "--config", str(config), "--date", day.isoformat(), "--json"]
+    rc = main([*argv, "--jobs", str(jobs)])
     out = capsys.readouterr().out.strip().splitlines()
     return rc, json.loads(out[-1])
 
@@ -59,8 +62,10 @@ def test_two_nights(
     slim = lambda tag: registry.ref("nightly/debian", tag)  # noqa: E731
 
     # night 1: slim published, the non-reproducible recipe refused
-    rc, night1 = _night(config, DAY1, capsys)
+    rc, night1 = _night(config, DAY1, capsys, jobs=2)
     assert rc == 1 and night1["ok"] is False
+    # both images' A and B builds were scheduled over two slots, never more
+    assert (night1["jobs"], night1["peak_builds"]) == (2, 2)
     by_image = {r["image"]: r for r in night1["results"]}
     assert by_image["debian:bookworm-slim"]["verdict"] == "reproducible"
     assert by_image["test:nondeterministic"]["verdict"] == "differs"
@@ -99,6 +104,20 @@ def test_two_nights(
     # continuous re-verification of night 1's published image, from the registry
     assert rows[("reverify", "debian:bookworm-slim")]["verdict"] == "reproducible"
     assert rows[("reverify", "debian:bookworm-slim")]["digest_b"] == published
+
+    # --jobs 1 builds the same bytes as --jobs 2 (same day, own state, a local store)
+    solo = tmp_path / "solo"
+    config1 = tmp_path / "nightly1.toml"
+    config1.write_text(
+        "[nightly]\n"
+        'images = ["debian:bookworm-slim"]\narchitectures = ["amd64"]\n'
+        f'proxy = "{recorded_mirror.url}"\nupstream = "record"\n'
+        f'publish = ["oci:{solo}/store"]\n'
+        f'history = "{solo}/history.sqlite"\nreport = "{solo}/report"\n'
+    )
+    rc, alone = _night(config1, DAY1, capsys, jobs=1)
+    assert rc == 0 and (alone["jobs"], alone["peak_builds"]) == (1, 1)
+    assert [r["index_digest"] for r in alone["results"]] == [published]
 
     # history and report show it
     with History(state / "history.sqlite") as h:

@@ -12,6 +12,7 @@ from factory.common.paths import Paths
 from factory.image.selftest import require_selftest
 from factory.nightly.config import load_config
 from factory.nightly.run import NightlyResult, run_nightly, validate_night
+from factory.pipeline.slots import Machine, default_jobs
 from factory.source.snapshot import resolve_pin
 
 HELP = "build every configured image twice, publish those that reproduced, re-verify old ones"
@@ -46,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="let --output-layout replace a reprobase output of another kind",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="builds at once over all images, architectures and builds A/B "
+        "(default: one per core, as many as memory and disk hold; a --jobs the machine "
+        "cannot hold is refused)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -82,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         from factory.common.errors import UserError
 
         raise UserError("--output-layout needs exactly one --only IMAGE")
+    machine = Machine.probe()
+    jobs = default_jobs(machine) if args.jobs is None else args.jobs
+    machine.check(jobs)
     validate_night(cfg, args.only or (), arches, args.output_layout)
     if args.output_layout:
         outputs.check(
@@ -96,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         arches=arches,
         output_layout=args.output_layout,
         force=args.force,
+        jobs=jobs,
     )
     print_summary(result)
     if args.json:

@@ -9,9 +9,9 @@ import datetime as dt
 import fcntl
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +19,14 @@ from typing import Any
 
 from factory.common.arch import Architecture
 from factory.common.errors import UserError
+from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
 from factory.nightly.config import NightlyConfig
 from factory.pipeline.build import BuildRequest, move_layout
 from factory.pipeline.double import Verdict, double_build
 from factory.pipeline.reproduce import reproduce
 from factory.pipeline.request import build_request
+from factory.pipeline.slots import BuildSlots
 from factory.publish import targets as publishing
 from factory.recipes.recipe import Recipe, load_recipe
 from factory.report.history import History, ResultRecord, check_history_file
@@ -74,6 +76,7 @@ class Night:
     output_layout: Path | None = None  # CI mode: write the verified layout here, don't publish
     force: bool = False  # output_layout may replace a reprobase output of another kind
     records: list[ResultRecord] = field(default_factory=list)
+    slots: BuildSlots | None = None  # the night's build slots (peak use is reported)
 
     def add(self, rec: ResultRecord) -> None:
         self.history.add(rec)
@@ -145,9 +148,23 @@ def unchanged(night: Night, recipe: Recipe, verdict: Verdict) -> bool:
     return bool(night.cfg.publish) and night.output_layout is None
 
 
-def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None) -> None:
+@dataclass
+class Built:
+    """One image's double build, done in a worker thread; concluded in the main one
+    (the history, publication and the report are written from one thread only)."""
+
+    image: str
+    recipe: Recipe
+    verdict: Verdict
+    staging: Path
+    keep: Path
+    started: str
+
+
+def build_image(
+    night: Night, image: str, arch_override: Sequence[str] | None, slots: BuildSlots | None
+) -> Built:
     started = now_iso()
-    say = night.progress.say
     recipe = load_recipe(image)
     arches = _arches(night, recipe, arch_override)
     keep = night.cfg.history.parent / "mismatches" / f"{recipe.name}-{recipe.tag}-{night.pin.text}"
@@ -161,10 +178,20 @@ def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None)
         progress=night.progress,
         keep_dir=keep,
         meter=meter,
+        slots=slots,
     )
+    return Built(image, recipe, verdict, staging, keep, started)
+
+
+def conclude(night: Night, built: Built) -> None:
+    """Publish what reproduced (or re-tag an unchanged package set) and record it."""
+    say = night.progress.say
+    image, recipe, verdict, staging, started = (
+        built.image, built.recipe, built.verdict, built.staging, built.started
+    )  # fmt: skip
     if not verdict.reproducible:
         summary = "; ".join(verdict.differences[:3])
-        say(f"{image}: NOT REPRODUCIBLE, not published (evidence in {keep})")
+        say(f"{image}: NOT REPRODUCIBLE, not published (evidence in {built.keep})")
         _records(
             night,
             recipe,
@@ -196,6 +223,39 @@ def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None)
         staging, recipe, night.pin, night.cfg.publish, verdict.to_json(), say
     )
     _records(night, recipe, verdict, "reproducible", started, written, "")
+
+
+def nightly_image(night: Night, image: str, arch_override: Sequence[str] | None) -> None:
+    """One image, start to finish, in this thread."""
+    conclude(night, build_image(night, image, arch_override, None))
+
+
+def build_all(
+    night: Night, images: Sequence[str], arch_override: Sequence[str] | None, jobs: int
+) -> None:
+    """Every image's double build over `jobs` build slots, concluded in config order.
+
+    Each image's builds A and B wait for a slot per architecture, so `jobs` bounds the
+    builds running at once, whatever mix of images, architectures (native and under
+    qemu) and letters is ready. One image failing never stops the others.
+    """
+    slots = BuildSlots(jobs)
+    night.slots = slots
+    with ThreadPoolExecutor(max_workers=max(1, len(images)), thread_name_prefix="image") as pool:
+        futures = {i: pool.submit(build_image, night, i, arch_override, slots) for i in images}
+        for image, future in futures.items():
+            started = now_iso()
+            try:
+                conclude(night, future.result())
+            except UserError as exc:
+                night.progress.say(f"{image}: error: {exc.message}")
+                _error_records(
+                    night,
+                    image,
+                    arch_override or night.cfg.architectures or ["all"],
+                    started,
+                    exc.render().removeprefix("error: "),  # the verdict says it
+                )
 
 
 def reverify(night: Night, image: str) -> None:
@@ -291,6 +351,8 @@ class NightlyResult:
     snapshot: str
     records: list[ResultRecord]
     report: Path | None
+    jobs: int = 1
+    peak_builds: int = 0  # the most builds that ran at once (never more than jobs)
 
     @property
     def failed(self) -> list[ResultRecord]:
@@ -301,6 +363,7 @@ class NightlyResult:
             "run_id": self.run_id, "snapshot": self.snapshot, "ok": not self.failed,
             "report": str(self.report) if self.report else None,
             "results": [r.to_json() for r in self.records],
+            "jobs": self.jobs, "peak_builds": self.peak_builds,
         }  # fmt: skip
 
 
@@ -313,11 +376,13 @@ def run_nightly(
     output_layout: Path | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    jobs: int = 1,
 ) -> NightlyResult:
+    """jobs: builds at once (factory.pipeline.slots; the caller checks the machine)."""
     progress = progress or Progress()
     images = [i for i in cfg.images if not only or i in only] or list(only)
     run_id = f"{pin.text}-{uuid.uuid4().hex[:8]}"
-    workdir = Path(tempfile.mkdtemp(prefix="reprobase-nightly-", dir="/var/tmp"))
+    workdir = scratch_dir("nightly")
     report = None
     try:
         with nightly_lock(cfg.history.parent / "nightly.lock"), History(cfg.history) as history:
@@ -328,18 +393,7 @@ def run_nightly(
                 )
                 origin = src.packages_from.value
                 progress.say(f"nightly {run_id}: {len(images)} images from {origin}")
-                for image in images:
-                    try:
-                        nightly_image(night, image, arches)
-                    except UserError as exc:
-                        progress.say(f"{image}: error: {exc.message}")
-                        _error_records(
-                            night,
-                            image,
-                            arches or cfg.architectures or ["all"],
-                            now_iso(),
-                            exc.render().removeprefix("error: "),  # the verdict says it
-                        )
+                build_all(night, images, arches, jobs)
                 if output_layout is None:
                     for image in images:
                         reverify(night, image)
@@ -347,6 +401,7 @@ def run_nightly(
                 from factory.report import write_report
 
                 report = write_report(history, cfg.report)
-        return NightlyResult(run_id, pin.text, night.records, report)
+        peak = night.slots.peak if night.slots else 0
+        return NightlyResult(run_id, pin.text, night.records, report, jobs, peak)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

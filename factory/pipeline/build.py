@@ -6,6 +6,7 @@ The double build (factory.pipeline.double) calls this twice with different Build
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,10 @@ from factory.image.compress import Compression
 from factory.image.config import (
     Provenance,
 )
+from factory.pipeline.slots import BuildSlots
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv
+from factory.rootfs.debhashes import load_facts
 from factory.rootfs.mmdebstrap import RootfsJob, boot_clock, bootstrap, read_phases
 from factory.rootfs.packages import Package
 from factory.source.buildsource import BuildSource
@@ -52,6 +55,10 @@ class ArchResult:
     uncompressed_size: int
     packages: list[Package] = field(default_factory=list)
     image: ArchImage | None = None  # what factory.image.assemble made
+    # what the SBOM needs from the chroot (factory.rootfs.debhashes), and the digests of
+    # the attestations made from it (factory.pipeline.attach)
+    facts: dict[str, Any] = field(default_factory=dict)
+    attestations: dict[str, str] = field(default_factory=dict)
 
     def digests(self) -> dict[str, Any]:
         return {
@@ -114,11 +121,19 @@ def build_arch(
         img.layer.uncompressed_size,
         img.packages,
         img,
+        load_facts(job.facts_path),
     )
 
 
-def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) -> BuildResult:
-    """Build every architecture of req into the layout directory (created fresh)."""
+def build(
+    req: BuildRequest,
+    env: BuildEnv,
+    layout: Path,
+    progress: Progress,
+    slots: BuildSlots | None = None,
+) -> BuildResult:
+    """Build every architecture of req into the layout directory (created fresh).
+    slots: each architecture's build waits for one (the nightly's --jobs)."""
     if layout.exists():
         shutil.rmtree(layout)
     oci.init_layout(layout)
@@ -130,7 +145,8 @@ def build(req: BuildRequest, env: BuildEnv, layout: Path, progress: Progress) ->
             wd = workroot / f"work-{arch.debian}"
             task = Task(req.recipe.ref, arch.debian, env.name)
             try:
-                results.append(build_arch(req, arch, env, wd, layout, progress))
+                with slots.slot() if slots else contextlib.nullcontext():
+                    results.append(build_arch(req, arch, env, wd, layout, progress))
             except BaseException:
                 progress.finish(task, ok=False)
                 raise

@@ -24,7 +24,9 @@ from typing import Any
 from factory.common import outputs
 from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
+from factory.pipeline.attach import attach_provenance, attach_sboms, compare_attestations
 from factory.pipeline.build import BuildRequest, BuildResult, build, move_layout
+from factory.pipeline.slots import BuildSlots
 from factory.rootfs.buildenv import BuildEnv, env_a, env_b
 
 PAIR = "A+B"
@@ -107,6 +109,7 @@ def double_build(
     keep_dir: Path | None = None,
     meter: Callable[[], int | None] | None = None,
     force: bool = False,
+    slots: BuildSlots | None = None,
 ) -> Verdict:
     """meter() reads the proxy's upstream byte counter (None when there is no proxy).
     The output (and the mismatch evidence) replace only earlier reprobase outputs
@@ -118,7 +121,9 @@ def double_build(
 
     def timed(name: str, env: BuildEnv) -> BuildResult:
         t0 = progress.elapsed()
-        result = build(req, env, base / f"layout-{name.lower()}", progress)
+        result = build(req, env, base / f"layout-{name.lower()}", progress, slots)
+        with progress.stage(f"SBOMs (SPDX, CycloneDX), build {name}"):
+            attach_sboms(result.layout, result.index, req, result.arches)
         t1 = progress.elapsed()
         seconds[name] = round(t1 - t0, 3)
         spans[name] = (round(t0, 3), round(t1, 3))
@@ -130,6 +135,7 @@ def double_build(
         if once:
             a = timed("A", env_a(base / "env"))
             _count(fetched, "A", before, meter)
+            attach_provenance(a.layout, req, [a])
             move_layout(a.layout, output, force=force)
             a.layout = output
             return Verdict(a, None, upstream_bytes=fetched, seconds=seconds, spans=spans)
@@ -138,7 +144,7 @@ def double_build(
         verdict = Verdict(
             a,
             b,
-            compare_digests(a.digests(), b.digests()),
+            compare_digests(a.digests(), b.digests()) + compare_attestations(a, b),
             upstream_bytes=fetched,
             seconds=seconds,
             spans=spans,
@@ -149,6 +155,7 @@ def double_build(
             keep = keep_dir or output.with_name(output.name + ".mismatch")
             _keep_evidence(a, b, verdict, keep, force)
             return verdict
+        attach_provenance(a.layout, req, [a, b])
         move_layout(a.layout, output, force=force)
         a.layout = output
         return verdict
