@@ -36,7 +36,7 @@ def recorded_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[proxyc
     if os.geteuid() != 0:
         pytest.skip("real builds need root")
     cache = Path(os.environ.get("REPROBASE_TEST_RECORDING") or tmp_path_factory.mktemp("recording"))
-    cfg = proxyctl.ProxyConfig(
+    cfg = proxyctl.ProxyLaunch(
         cache, mirror_base(system_debian_mirror()), True, cache / "proxy.log"
     )
     with proxyctl.running(cfg) as handle:
