@@ -21,7 +21,7 @@ from factory.common.errors import UserError
 # imported: start-up stays fast, and one command's problem cannot break another.
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("factory.commands.build", "build an image twice and check both builds are identical"),
-    "verify": ("factory.commands.reproduce", "same as reproduce: rebuild an image and compare"),
+    "verify": ("factory.commands.verify", "check a quorum of signed rebuild attestations"),
     "diff": ("factory.commands.diff", "explain why two images differ"),
     "publish": ("factory.commands.publish", "push an OCI layout to registries"),
     "merge": ("factory.commands.merge", "merge per-architecture layouts into one index"),
@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("factory.commands.proxy", "run the verifying cache proxy for snapshot.debian.org"),
     "images": ("factory.commands.images", "list the recipes reprobase knows and where they are"),
     "paths": ("factory.commands.paths", "print the default paths in use (cache, history, ...)"),
+    "sbom": ("factory.commands.sbom", "print an image's SBOM (SPDX 2.3 or CycloneDX 1.6)"),
+    "key": ("factory.commands.key", "make a signing key for attestations, or show its id"),
 }
 
 

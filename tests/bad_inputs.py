@@ -146,7 +146,35 @@ CASES: tuple[Case, ...] = (
       "--archive-name", "x/y:z"),
     # -- reproduce / verify
     c("reproduce-corrupt-index", "reproduce", "{S}/corrupt", expect="index.json"),
-    c("verify-corrupt-index", "verify", "{S}/corrupt", expect="index.json"),
+    # -- verify (the quorum of signed rebuild attestations), sbom, key
+    c("verify-corrupt-index", "verify", "{S}/corrupt", "--trust", "{S}/trust",
+      expect="index.json"),
+    c("verify-no-trust", "verify", "{S}/layout"),
+    c("verify-trust-missing", "verify", "{S}/layout", "--trust", "{S}/nothere",
+      expect="not a directory"),
+    c("verify-trust-empty", "verify", "{S}/layout", "--trust", "{S}/adir", expect=".pub"),
+    c("verify-trust-not-pem", "verify", "{S}/layout", "--trust", "{S}/badtrust",
+      expect="not a pem"),
+    c("verify-require-too-many", "verify", "{S}/layout", "--trust", "{S}/trust",
+      "--require", "3", expect="only 1"),
+    c("verify-require-zero", "verify", "{S}/layout", "--trust", "{S}/trust", "--require", "0"),
+    c("verify-json-error", "verify", "{S}/corrupt", "--trust", "{S}/trust", "--json"),
+    c("sbom-none-attached", "sbom", "{S}/layout", expect="no spdx sbom"),
+    c("sbom-corrupt-index", "sbom", "{S}/corrupt", "--format", "cyclonedx", expect="index.json"),
+    c("sbom-bad-format", "sbom", "{S}/layout", "--format", "xml"),
+    c("sbom-not-layout", "sbom", "oci:{S}/nothere", expect="no such"),
+    c("key-no-action", "key"),
+    c("key-generate-exists", "key", "generate", "--output", "{S}/trust/rebuilder",
+      expect="exists"),
+    c("key-generate-no-dir", "key", "generate", "--output", "{S}/nothere/k",
+      expect="does not exist"),
+    c("key-generate-bad-type", "key", "generate", "--type", "rsa", "--output", "{S}/k"),
+    c("key-id-not-pem", "key", "id", "{S}/file.txt", expect="not a pem"),
+    c("reproduce-attest-no-key", "reproduce", "{S}/layout", "--attest", expect="--key"),
+    c("reproduce-key-no-attest", "reproduce", "{S}/layout", "--key", "{S}/file.txt",
+      expect="--attest"),
+    c("reproduce-attest-bad-key", "reproduce", "{S}/layout", "--attest", "--key",
+      "{S}/file.txt", expect="not a pem"),
     c("reproduce-bad-ref", "reproduce", BAD_REF),
     c("reproduce-not-ours", "reproduce", "{S}/layout"),
     c("reproduce-mirror-not-url", "reproduce", "{S}/layout", "--mirror", "not a url"),
@@ -288,6 +316,12 @@ def _nightly_toml(state: Path, **over: str) -> str:
     return "[nightly]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
 
 
+TRUSTED_PUB = """-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAFmTmLSgaIaFo5edjTNuvlU6o6wsAA/UmiT3z2z49i+E=
+-----END PUBLIC KEY-----
+"""
+
+
 def make_sandbox(root: Path) -> None:
     """Every input the table refers to, under root (also HOME and the current dir)."""
     from factory.image import oci
@@ -305,6 +339,10 @@ def make_sandbox(root: Path) -> None:
     (root / "mine" / "notes.txt").write_text("my notes\n")
     (root / "file.txt").write_text("just a file\n")
     (root / "binary.toml").write_bytes(bytes(range(256)) * 4)
+    (root / "trust").mkdir()  # verify --trust: one rebuilder's public key
+    (root / "trust" / "rebuilder.pub").write_text(TRUSTED_PUB)
+    (root / "badtrust").mkdir()
+    (root / "badtrust" / "broken.pub").write_text("not a key\n")
     make_layout(root / "layout", platforms=("amd64",), layer_sizes=(1000,))
     make_layout(root / "corrupt", platforms=("amd64",), layer_sizes=(1000,))
     (root / "corrupt" / "index.json").write_text('{"manifests": [')

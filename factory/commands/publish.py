@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from factory.attest.push import push_attestations
 from factory.common import outputs
 from factory.common.errors import UserError
 from factory.image.oci import ANN_REF_NAME, read_index, split_layout
@@ -125,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
             f"{result.skipped_blobs} already present"
         )
         summary.update(result.to_json())
+        attached = [push_attestations(layout, ref, image_tag) for ref in refs]
+        _progress(f"attestations attached as referrers: {len(attached[0])} per reference")
+        summary["attestations"] = attached[0]
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     return 0

@@ -12,6 +12,7 @@ from factory.commands.build import (
     check_byte_path,
     source_choice,
 )
+from factory.commands.rebuildattest import add_attest_arguments, attest, attested_line, prepare
 from factory.common.progress import Progress
 from factory.pipeline import toolversion
 from factory.pipeline.reproduce import reproduce
@@ -21,6 +22,11 @@ EPILOG = """\
 REF is a registry reference (127.0.0.1:5000/debian:bookworm, name@sha256:...),
 an OCI layout directory, LAYOUT:TAG or oci:DIR:TAG. No checkout of the recipe is needed:
 the image carries its recipe, snapshot timestamp and tool versions.
+
+With --attest --key KEY the outcome (identical or differs, this rebuilder's tool versions,
+when) is signed as a DSSE envelope over an in-toto statement; --push attaches it to REF
+as an OCI referrer (the image's digest does not change), where `reprobase verify REF
+--trust DIR --require N` counts it.
 
 exit codes: 0 reproduced (identical), 1 differs, 2 error.
 """
@@ -39,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "image records, installed once into a cached venv from pip's configured index",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    add_attest_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
     derived = reproduce_if_derived(args)
     if derived is not None:
         return derived
+    signer = prepare(args)  # a bad key is refused before the rebuild
     toolversion.maybe_hand_over(args.reference, args.tool_version, sys.argv[1:])
     byte_path = check_byte_path(args)
     result = reproduce(args.reference, source_choice(args), Progress())
+    attestation = attest(args, result, signer) if signer is not None else None
+    if attestation is not None:
+        print(attested_line(attestation))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(result.verdict())
@@ -58,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {**result.to_json(), "compressor_selftest": byte_path.to_json()}, sort_keys=True
+                {
+                    **result.to_json(),
+                    "compressor_selftest": byte_path.to_json(),
+                    "attestation": attestation,
+                },
+                sort_keys=True,
             )
         )
     return 0 if result.identical else 1

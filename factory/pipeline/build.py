@@ -25,6 +25,7 @@ from factory.pipeline.slots import BuildSlots
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv
 from factory.rootfs.debhashes import load_facts
+from factory.rootfs.debhashes import load_facts
 from factory.rootfs.mmdebstrap import RootfsJob, boot_clock, bootstrap, read_phases
 from factory.rootfs.packages import Package
 from factory.source.buildsource import BuildSource
@@ -55,6 +56,10 @@ class ArchResult:
     uncompressed_size: int
     packages: list[Package] = field(default_factory=list)
     image: ArchImage | None = None  # what factory.image.assemble made
+    # what the SBOM needs from the chroot (factory.rootfs.debhashes), and the digests of
+    # the attestations made from it (factory.pipeline.attach)
+    facts: dict[str, Any] = field(default_factory=dict)
+    attestations: dict[str, str] = field(default_factory=dict)
     # what the SBOM needs from the chroot (factory.rootfs.debhashes), and the digests of
     # the attestations made from it (factory.pipeline.attach)
     facts: dict[str, Any] = field(default_factory=dict)

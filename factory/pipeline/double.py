@@ -24,7 +24,12 @@ from typing import Any
 from factory.common import outputs
 from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
-from factory.pipeline.attach import attach_provenance, attach_sboms, compare_attestations
+from factory.pipeline.attach import (
+    attach_provenance,
+    attach_sboms,
+    attestation_digests,
+    compare_attestations,
+)
 from factory.pipeline.build import BuildRequest, BuildResult, build, move_layout
 from factory.pipeline.slots import BuildSlots
 from factory.rootfs.buildenv import BuildEnv, env_a, env_b
@@ -54,6 +59,7 @@ class Verdict:
             "build_a": {
                 "env": self.a.env.describe(),
                 "digests": self.a.digests(),
+                "attestations": attestation_digests(self.a),
                 "upstream_bytes": self.upstream_bytes.get("A"),
                 "span": self.spans.get("A"),
             },
@@ -67,6 +73,7 @@ class Verdict:
             out["build_b"] = {
                 "env": self.b.env.describe(),
                 "digests": self.b.digests(),
+                "attestations": attestation_digests(self.b),
                 "upstream_bytes": self.upstream_bytes.get("B"),
                 "span": self.spans.get("B"),
             }

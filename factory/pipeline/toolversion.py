@@ -134,7 +134,7 @@ def maybe_hand_over(reference: str, choice: str, argv: Sequence[str]) -> None:
     when it is not this one, run the command with that version (no return)."""
     if choice == CURRENT:
         return
-    if "reproduce" not in argv and "verify" not in argv:
+    if "reproduce" not in argv:
         raise UserError(f"{FLAG} needs the reprobase command line", hint="run reprobase itself")
     from factory.image.selfdesc import read_spec
     from factory.registry.fetch import fetch

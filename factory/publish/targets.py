@@ -78,6 +78,9 @@ def push(
     result = push_layout_sync(layout, [ref], tags=list(tags), progress=progress)
     if report is not None:
         attach_report(ref, layout, report)
+    from factory.attest.push import push_attestations
+
+    push_attestations(layout, ref)  # SBOMs and provenance the build kept beside the image
     return result.digest
 
 

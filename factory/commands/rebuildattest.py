@@ -1,0 +1,112 @@
+"""`reproduce --attest`: sign what this rebuild found and attach it to the image."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from factory import __version__
+from factory.attest import dsse, rebuild
+from factory.attest.fetch import attached
+from factory.attest.kinds import ANN_KEYID, ANN_KIND, ANN_PREDICATE, KIND_REBUILD
+from factory.attest.provenance import PAYLOAD_TYPE
+from factory.attest.push import attach
+from factory.attest.signer import Signer, make_signer
+from factory.common.errors import UserError
+from factory.image.compress import Compression
+from factory.pipeline.reproduce import Reproduction
+from factory.rootfs.mmdebstrap import mmdebstrap_version
+
+
+def add_attest_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rebuild attestation (for `reprobase verify --require N`)")
+    g.add_argument("--attest", action="store_true", help="sign a rebuild attestation (DSSE)")
+    g.add_argument(
+        "--key",
+        type=Path,
+        metavar="KEY",
+        help="private key PEM (reprobase key generate); with --sign-command its public key",
+    )
+    g.add_argument(
+        "--sign-command",
+        metavar="CMD",
+        help="sign with this command instead (a hardware token): the DSSE PAE bytes on "
+        "stdin or in the file {in}, the raw signature on stdout, e.g. "
+        "'openssl pkeyutl -sign -inkey K.pem -rawin -in {in}'",
+    )
+    g.add_argument(
+        "--push", action="store_true", help="attach the attestation to REF (registry or layout)"
+    )
+    g.add_argument(
+        "--attestation-output", type=Path, metavar="FILE", help="also write the envelope here"
+    )
+
+
+def prepare(args: argparse.Namespace) -> Signer | None:
+    """Check the flags and load the key before any rebuild starts."""
+    wanted = args.push or args.key or args.sign_command or args.attestation_output
+    if not args.attest:
+        if wanted:
+            raise UserError("--key, --sign-command, --push need --attest")
+        return None
+    if args.key is None:
+        raise UserError("--attest needs --key KEY", hint="make one with `reprobase key generate`")
+    out = args.attestation_output
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise UserError(f"--attestation-output {out} exists", hint="name a new file")
+    return make_signer(args.key, args.sign_command)
+
+
+def claim_for(result: Reproduction) -> rebuild.RebuildClaim:
+    spec = result.spec
+    return rebuild.RebuildClaim(
+        image=spec.recipe.ref,
+        index_digest=spec.index_digest,
+        rebuilt_digest=result.rebuilt_digest,
+        snapshot=spec.pin.text,
+        architectures=tuple(a.debian for a in spec.arches),
+        packages_from=spec.packages_from.value,
+        versions=(
+            ("compressor", Compression.parse(spec.recipe.compression).describe()),
+            ("mmdebstrap", mmdebstrap_version()),
+            ("reprobase", __version__),
+        ),
+        environment=(("machine", platform.machine()), ("python", platform.python_version())),
+        when=rebuild.utc_now(os.environ.get("SOURCE_DATE_EPOCH")),
+    )
+
+
+def attest(args: argparse.Namespace, result: Reproduction, signer: Signer) -> dict[str, Any]:
+    claim = claim_for(result)
+    env = dsse.sign(PAYLOAD_TYPE, rebuild.render(claim), signer.keyid, signer.sign)
+    data = env.render()
+    out: dict[str, Any] = {"outcome": claim.outcome, "keyid": signer.keyid, "pushed": None}
+    out["signer"] = signer.describe
+    if args.attestation_output is not None:
+        args.attestation_output.write_bytes(data)
+        out["file"] = str(args.attestation_output)
+    if args.push:
+        subject = attached(result.reference).subject
+        if subject.digest != claim.index_digest:
+            raise UserError(
+                f"{result.reference} now points at {subject.digest}, not the rebuilt "
+                f"{claim.index_digest}",
+                hint="name the image by digest (REF@sha256:...)",
+            )
+        ann = {
+            ANN_KIND: KIND_REBUILD,
+            ANN_PREDICATE: rebuild.PREDICATE_TYPE,
+            ANN_KEYID: signer.keyid,
+        }
+        out["pushed"] = attach(
+            result.reference, subject, dsse.MEDIA_TYPE, data, dsse.MEDIA_TYPE, ann
+        )
+    return out
+
+
+def attested_line(out: dict[str, Any]) -> str:
+    where = f", attached as {out['pushed']}" if out["pushed"] else ""
+    return f"signed rebuild attestation ({out['outcome']}) by {out['signer']}{where}"
