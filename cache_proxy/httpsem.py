@@ -1,4 +1,4 @@
-"""HTTP decisions for responses we build ourselves (hits go through aiohttp's FileResponse).
+"""HTTP decisions for responses we build ourselves (``blobresponse`` answers stored blobs).
 
 Pure functions: the async shell in ``app`` applies them.
 """
