@@ -31,7 +31,7 @@ def test_a_jobs_the_machine_cannot_hold_is_refused_in_one_line() -> None:
     m.check(2)
     with pytest.raises(UserError) as exc:
         m.check(3)
-    assert "--jobs 3 needs 2.2 GiB of memory" in exc.value.message
+    assert "--jobs 3 needs 1.9 GiB of memory" in exc.value.message
     assert exc.value.hint == "use --jobs 2 or fewer"
     assert "\n" not in exc.value.render()
     with pytest.raises(UserError, match="at least one build"):
