@@ -78,7 +78,9 @@ def proxy_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(value) if value else BaseDirs.for_user(environ=env).proxy_cache
 
 
-def _protected(resolved: Path) -> str | None:
+def protected_reason(path: Path) -> str | None:
+    """Why path may never be written or replaced, whatever it holds (None: it may be)."""
+    resolved = path.resolve()
     cwd = Path.cwd().resolve()
     if resolved == Path("/"):
         return "the root directory"
@@ -108,7 +110,7 @@ def unsafe_path_reason(path: Path, *, probe: bool = True) -> str | None:
 
     Callers word the refusal, e.g. ``cannot write --port-file PATH: <reason>``.
     """
-    why = _protected(path.resolve())
+    why = protected_reason(path)
     if why is not None:
         return f"it is {why}"
     existing = path.absolute().parent

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cache_proxy.paths import protected_reason, unsafe_path_reason
 from factory.common.errors import UserError
 
 _HEX = frozenset("0123456789abcdef")
@@ -153,21 +154,6 @@ def kind_of(path: Path) -> Kind | None:
     return None
 
 
-def _protected(path: Path) -> str | None:
-    """Why path may never be replaced, whatever it holds (None: it may be, if ours)."""
-    resolved = path.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == Path("/"):
-        return "the root directory"
-    if resolved == Path.home().resolve():
-        return "the home directory"
-    if resolved == cwd:
-        return "the current directory"
-    if resolved in cwd.parents:
-        return "a parent of the current directory"
-    return None
-
-
 def _empty_dir(path: Path) -> bool:
     try:
         return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
@@ -177,27 +163,14 @@ def _empty_dir(path: Path) -> bool:
 
 def _probe_writable(dest: Path, flag: str) -> None:
     """Create and remove a directory where dest's new version will be assembled."""
-    parent = dest.absolute().parent
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(
-            f"cannot write {flag} {dest}: {existing} is not a directory",
-            hint="choose a path inside a directory",
-        )
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
-    except OSError as exc:
-        raise UserError(
-            f"cannot write {flag} {dest}: {exc.strerror or exc}",
-            hint="choose a writable path",
-        ) from None
+    why = unsafe_path_reason(dest)  # the one rule (cache_proxy.paths)
+    if why is not None:
+        raise UserError(f"cannot write {flag} {dest}: {why}", hint="choose a writable path")
 
 
 def check(dest: Path, kind: Kind, *, force: bool = False, flag: str = "--output") -> None:
     """Refuse dest unless it is absent, an empty directory, or ours (see the module doc)."""
-    why = _protected(dest)
+    why = protected_reason(dest)
     if why is not None:
         raise UserError(
             f"refusing to write {flag} {dest}: it is {why}",

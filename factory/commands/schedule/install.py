@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cache_proxy.paths import unsafe_path_reason
 from factory.common import runner
 from factory.common.errors import UserError
 
@@ -65,22 +66,11 @@ def check_systemd_running() -> None:
 def check_writable_dir(directory: Path, *, probe: bool) -> None:
     """--prefix must be (or become) a directory we can write; probe: prove it by creating
     and removing a temporary directory in its nearest existing ancestor."""
-    existing = directory
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
+    why = unsafe_path_reason(directory / "x", probe=probe)  # the one rule (cache_proxy.paths)
+    if why is not None:
         raise UserError(
-            f"cannot write into {directory}: {existing} is not a directory",
-            hint="pass --prefix DIR naming a directory",
+            f"cannot write into {directory}: {why}", hint="run as root, or pass --prefix DIR"
         )
-    if probe:
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=".reprobase-probe-", dir=existing))
-        except OSError as exc:
-            raise UserError(
-                f"cannot write into {directory}: {exc.strerror or exc}",
-                hint="run as root, or pass --prefix DIR",
-            ) from None
 
 
 def apply(actions: list[Action], *, dry_run: bool) -> list[str]:
