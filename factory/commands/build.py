@@ -13,12 +13,12 @@ from factory.common import outputs
 from factory.common.arch import Architecture
 from factory.common.errors import UserError
 from factory.common.progress import Progress
-from factory.common.runner import output, require_tool
+from factory.common.runner import require_tool
 from factory.image.compress import Compression
 from factory.image.selftest import SelfTest, require_selftest
 from factory.pipeline.build import BuildRequest
 from factory.pipeline.double import Verdict, double_build
-from factory.pipeline.request import build_request
+from factory.pipeline.request import build_request, request_arches
 from factory.publish import targets as publishing
 from factory.recipes.book import RecipeBook
 from factory.recipes.recipe import Recipe, load_recipe
@@ -152,23 +152,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def select_arches(recipe: Recipe, arch_arg: str | None) -> tuple[Architecture, ...]:
     names = arch_arg.split(",") if arch_arg is not None else list(recipe.architectures)
-    arches = Architecture.parse_list(names)
-    if not arches:
-        raise UserError("no architecture selected", hint="e.g. --arch amd64")
-    native = Architecture.native()
-    for a in arches:
-        if a is not native and not a.is_native():
-            check_emulation(a)
-    return arches
-
-
-def check_emulation(arch: Architecture) -> None:
-    require_tool("arch-test")
-    if arch.debian not in output(["arch-test"]).split():
-        raise UserError(
-            f"this machine cannot run {arch.debian} binaries (to build a {arch.debian} image)",
-            hint="apt-get install qemu-user-static binfmt-support, then check with arch-test",
-        )
+    return request_arches(names)
 
 
 def request_for(

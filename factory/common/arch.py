@@ -72,3 +72,17 @@ class Architecture(enum.Enum):
         return self is Architecture.native() or (
             self is Architecture.I386 and Architecture.native() is Architecture.AMD64
         )
+
+
+def require_emulation(arch: Architecture, purpose: str) -> None:
+    """Refuse, in one line, an architecture this machine can neither run nor emulate."""
+    if arch.is_native():
+        return
+    from factory.common import runner  # runner imports nothing of this module
+
+    runner.require_tool("arch-test")
+    if arch.debian not in runner.output(["arch-test"]).split():
+        raise UserError(
+            f"this machine cannot run {arch.debian} binaries ({purpose})",
+            hint="apt-get install qemu-user-static binfmt-support, then check with arch-test",
+        )

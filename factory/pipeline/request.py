@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from factory.common.arch import Architecture
+from factory.common.arch import Architecture, require_emulation
+from factory.common.errors import UserError
 from factory.image.compress import Compression
 from factory.image.config import Provenance
 from factory.image.selfdesc import RebuildSpec
@@ -17,6 +18,17 @@ from factory.recipes.recipe import Recipe
 from factory.rootfs.mmdebstrap import mmdebstrap_version
 from factory.source.snapshot import Timestamp
 from factory.source.upstream import ResolvedSource
+
+
+def request_arches(names: Iterable[str]) -> tuple[Architecture, ...]:
+    """Architecture names to the canonical order, each one runnable here (natively or
+    under qemu), or one line saying why not."""
+    arches = Architecture.parse_list(names)
+    if not arches:
+        raise UserError("no architecture selected", hint="e.g. --arch amd64")
+    for a in arches:
+        require_emulation(a, f"to build a {a.debian} image")
+    return arches
 
 
 def provenance(recipe: Recipe, src: ResolvedSource, like: RebuildSpec | None = None) -> Provenance:
