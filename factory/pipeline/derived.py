@@ -191,7 +191,10 @@ def build_derived(
     idx = derived_index(req.spec(), [r.manifest for r in results])
     idx_desc = oci.write_json_blob(layout, idx, oci.MT_INDEX)
     top = oci.Descriptor(
-        idx_desc.media_type, idx_desc.digest, idx_desc.size, {oci.ANN_REF_NAME: req.tag}
+        idx_desc.media_type,
+        idx_desc.digest,
+        idx_desc.size,
+        {oci.ANN_REF_NAME: req.tag.rpartition(":")[2]},  # the tag, as base layouts name it
     )
     oci.write_index(layout, [top], {})
     if req.context_embedded is None:  # kept beside the image, for --push to attach
