@@ -17,6 +17,8 @@ APT_PACKAGES=(
   # checking our OCI output, and the registry the publishing tests push to
   # (runc: podman's crun refuses this machine's hybrid cgroups)
   skopeo umoci podman runc docker-registry apache2-utils openssl
+  # derived images (reprobase build -f Containerfile): the steps' builder, no daemon
+  buildah
   # peers measured by the benchmarks and by the tests
   # (debootstrap: debuerreotype-init needs it and it is only a Recommends)
   debuerreotype debootstrap apt-cacher-ng approx diffoscope-minimal hyperfine
