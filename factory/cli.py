@@ -53,14 +53,8 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-def _load(name: str) -> Command | None:
-    module = COMMANDS[name][0]
-    try:
-        return cast(Command, importlib.import_module(module))
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None  # not implemented yet
-        raise
+def _load(name: str) -> Command:
+    return cast(Command, importlib.import_module(COMMANDS[name][0]))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -78,8 +72,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=summary)  # listed in --help, not imported
             continue
         mod = _load(name)
-        if mod is None:
-            continue
         p = sub.add_parser(
             name,
             help=summary,
