@@ -83,7 +83,7 @@ def provenance_seconds(layout: Path) -> float:
 
 
 def sbom_seconds(result: dict[str, Any]) -> float:
-    return sum(v for k, v in result["durations"].items() if k.startswith("SBOMs"))
+    return float(sum(v for k, v in result["durations"].items() if k.startswith("SBOMs")))
 
 
 def baseline_rev() -> str:
@@ -110,10 +110,11 @@ def main() -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(base), rev], cwd=ROOT,
                        check=True, capture_output=True)  # fmt: skip
         cache = Path(os.environ.get("REPROBASE_BENCH_CACHE", work / "proxy"))
-        cfg = proxyctl.ProxyConfig(cache, mirror_base(system_debian_mirror()), True, work / "p.log")
+        cfg = proxyctl.ProxyLaunch(cache, mirror_base(system_debian_mirror()), True, work / "p.log")
         with proxyctl.running(cfg) as proxy:
             build(ROOT, proxy.url, ts, work / "warm")  # warms the proxy for both
-            ours, theirs = [], []
+            ours: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
             for i in range(args.rounds):
                 for code, runs, name in ((ROOT, ours, "new"), (base, theirs, "old")):
                     runs.append(build(code, proxy.url, ts, work / f"{name}-{i}"))
@@ -126,10 +127,11 @@ def main() -> int:
         wall_old = statistics.median(r["wall"] for r in theirs)
         # A and B run at the same time: each pays its hook and SBOM stage; counted both
         added = 2 * hook + sboms + prov
+        delta = (wall_new / wall_old - 1) * 100
         rows = [
             ("verified build, with attestations", wall_new, ""),
             (f"verified build, before attestations ({rev[:12]})", wall_old, ""),
-            ("  difference (noise included)", wall_new - wall_old, f"{(wall_new / wall_old - 1) * 100:+.1f}%"),
+            ("  difference (noise included)", wall_new - wall_old, f"{delta:+.1f}%"),
             ("chroot hook (dpkg, copyright, apt lists) x2", 2 * hook, ""),
             ("SBOM stage, builds A + B", sboms, ""),
             ("provenance", prov, ""),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -203,7 +205,8 @@ def test_quorum_of_rebuilders(
     # alice's statement, as a second rebuilder would sign it: bob through the hook
     alice_env = _rebuild_envelopes(pushed)[0]
     claim_payload = alice_env.payload
-    bob = make_signer(trust / "bob.pub", f"openssl pkeyutl -sign -inkey {keys}/bob.key -in {{in}}")
+    # ECDSA P-256 through openssl: `dgst -sha256 -sign` prints the DER signature
+    bob = make_signer(trust / "bob.pub", f"openssl dgst -sha256 -sign {keys}/bob.key {{in}}")
     _attach(pushed, digest, dsse.sign(PAYLOAD_TYPE, claim_payload, bob.keyid, bob.sign))
     rc, doc, text = _verify(pushed, trust, 2)
     assert rc == 0 and doc["identical"] == ["alice", "bob"] and doc["missing"] == ["carol"]
@@ -226,9 +229,9 @@ def test_quorum_of_rebuilders(
 
     # securesystemslib agrees about alice's envelope, and the index digest never moved
     alice = load_public(trust / "alice.pub")
-    key = SSlibKey.from_crypto(alice.public, keyid=alice.keyid, scheme="ed25519")
+    alice_key = SSlibKey.from_crypto(alice.public, keyid=alice.keyid, scheme="ed25519")
     theirs = SslibEnvelope.from_dict(alice_env.to_json())
-    assert list(theirs.verify([key], 1)) == [alice.keyid]
+    assert list(theirs.verify([alice_key], 1)) == [alice.keyid]
     st = json.loads(theirs.payload)
     assert st["predicateType"] == rebuild.PREDICATE_TYPE
     assert st["subject"][0]["digest"] == {"sha256": digest[7:]}
@@ -264,3 +267,26 @@ def _layer_tar(layout: Path, tmp: Path) -> Path:
 def _arch(p: Any) -> str:
     purl = next(r.locator for r in p.external_references if r.reference_type == "purl")
     return str(purl.split("arch=")[1].split("&")[0])
+
+
+def test_build_key_signs_the_provenance(bookworm_build: BuildRun, tmp_path: Path) -> None:
+    """What `build --key` does after the double build, on a copy of the layout."""
+    from factory.commands.rebuildattest import sign_provenance
+
+    layout = tmp_path / "layout"
+    shutil.copytree(bookworm_build.output, layout, copy_function=os.link)
+    key, pub = write_keypair(KeyType.ECDSA_P256.generate(), tmp_path / "builder")
+    index_before = (layout / "index.json").read_bytes()
+    digest = sign_provenance(layout, make_signer(key))
+    assert digest is not None and (layout / "index.json").read_bytes() == index_before
+    desc = next(d for d in local_referrers(layout) if d.digest == digest)
+    env = SslibEnvelope.from_dict(json.loads(read_local_artifact(layout, desc).payload))
+    builder = load_public(pub)
+    sslib_key = SSlibKey.from_crypto(
+        builder.public, keyid=builder.keyid, scheme="ecdsa-sha2-nistp256"
+    )
+    assert list(env.verify([sslib_key], 1)) == [builder.keyid]
+    assert env.payload == kinds(bookworm_build.output)["provenance"]
+    assert (bookworm_build.output / "referrers.json").read_bytes() != (
+        layout / "referrers.json"
+    ).read_bytes()  # the original layout is untouched

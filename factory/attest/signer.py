@@ -7,8 +7,8 @@ named there; it prints the raw signature on stdout (ed25519: 64 bytes; ECDSA: DE
 against it before it is used: a token that signs with another key, or returns garbage,
 is one clear error, never a bad attestation. With openssl 3:
 `--sign-command "openssl pkeyutl -sign -inkey KEY.pem -rawin -in {in}"` (ed25519; openssl
-needs a file, not a pipe, for a one-shot signature), or a PKCS#11 token through
-`pkcs11-tool --sign ... --input-file {in}`.
+needs a file, not a pipe, for a one-shot signature), `"openssl dgst -sha256 -sign KEY.pem
+{in}"` (ECDSA P-256, DER), or a PKCS#11 token through `pkcs11-tool --sign ... --input-file {in}`.
 """
 
 from __future__ import annotations

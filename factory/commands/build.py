@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.commands.images import add_recipes_argument
+from factory.commands.rebuildattest import add_signing_arguments, build_signer, sign_provenance
 from factory.common import outputs
 from factory.common.arch import Architecture
 from factory.common.errors import UserError
@@ -89,6 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print one JSON object with all digests as the last line",
     )
+    # --key/--sign-command: the provenance (always kept beside the image) is signed too
+    add_signing_arguments(p.add_argument_group("signing the provenance (DSSE)"))
     from factory.commands import derive  # -f Containerfile: its own flags and run()
 
     derive.add_arguments(p)
@@ -197,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     source_choice(args).validate()
     if args.push:
         check_push_targets(args.push, recipe)
+    signer = build_signer(args)
     progress = Progress()
     with resolve(source_choice(args), pin, Path(output).parent, recipe.suite) as src:
         req = request_for(args, recipe, pin, src)
@@ -209,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         )
     result = summary(verdict, req, output, progress)
     result["compressor_selftest"] = byte_path.to_json()
+    if signer is not None and (verdict.b is None or verdict.reproducible):
+        result["signed_provenance"] = sign_provenance(output, signer)
     if args.push and verdict.reproducible:
         result["pushed"] = push_all(args.push, output, req, verdict, progress)
     print_human(result, verdict)

@@ -1,4 +1,5 @@
-"""`reproduce --attest`: sign what this rebuild found and attach it to the image."""
+"""`reproduce --attest`: sign what this rebuild found and attach it to the image;
+`build --key`: sign the build's provenance."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from typing import Any
 from factory import __version__
 from factory.attest import dsse, rebuild
 from factory.attest.fetch import attached
-from factory.attest.kinds import ANN_KEYID, ANN_KIND, ANN_PREDICATE, KIND_REBUILD
-from factory.attest.provenance import PAYLOAD_TYPE
+from factory.attest.kinds import ANN_KEYID, ANN_KIND, ANN_PREDICATE, KIND_PROVENANCE, KIND_REBUILD
+from factory.attest.provenance import PAYLOAD_TYPE, SLSA_PROVENANCE
 from factory.attest.push import attach
 from factory.attest.signer import Signer, make_signer
+from factory.attest.store import add_local_referrer, local_referrers, read_local_artifact
 from factory.common.errors import UserError
 from factory.image.compress import Compression
+from factory.image.selfdesc import top_descriptor
 from factory.pipeline.reproduce import Reproduction
 from factory.rootfs.mmdebstrap import mmdebstrap_version
 
 
-def add_attest_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("rebuild attestation (for `reprobase verify --require N`)")
-    g.add_argument("--attest", action="store_true", help="sign a rebuild attestation (DSSE)")
+def add_signing_arguments(g: argparse._ActionsContainer) -> None:
     g.add_argument(
         "--key",
         type=Path,
@@ -37,6 +38,12 @@ def add_attest_arguments(p: argparse.ArgumentParser) -> None:
         "stdin or in the file {in}, the raw signature on stdout, e.g. "
         "'openssl pkeyutl -sign -inkey K.pem -rawin -in {in}'",
     )
+
+
+def add_attest_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rebuild attestation (for `reprobase verify --require N`)")
+    g.add_argument("--attest", action="store_true", help="sign a rebuild attestation (DSSE)")
+    add_signing_arguments(g)
     g.add_argument(
         "--push", action="store_true", help="attach the attestation to REF (registry or layout)"
     )
@@ -58,6 +65,28 @@ def prepare(args: argparse.Namespace) -> Signer | None:
     if out is not None and (out.exists() or out.is_symlink()):
         raise UserError(f"--attestation-output {out} exists", hint="name a new file")
     return make_signer(args.key, args.sign_command)
+
+
+def build_signer(args: argparse.Namespace) -> Signer | None:
+    """`build --key`: the provenance is signed too (checked before the build starts)."""
+    if args.sign_command and args.key is None:
+        raise UserError("--sign-command needs --key PUBLIC.pem (to check its signatures)")
+    return make_signer(args.key, args.sign_command) if args.key is not None else None
+
+
+def sign_provenance(layout: Path, signer: Signer) -> str | None:
+    """A DSSE envelope over the build's provenance statement, kept beside it."""
+    subject = top_descriptor(layout)
+    for desc in local_referrers(layout, subject.digest):
+        if desc.annotations.get(ANN_KIND) != KIND_PROVENANCE:
+            continue
+        payload = read_local_artifact(layout, desc).payload
+        env = dsse.sign(PAYLOAD_TYPE, payload, signer.keyid, signer.sign)
+        ann = {ANN_KIND: KIND_PROVENANCE, ANN_PREDICATE: SLSA_PROVENANCE, ANN_KEYID: signer.keyid}
+        return add_local_referrer(
+            layout, subject, dsse.MEDIA_TYPE, env.render(), dsse.MEDIA_TYPE, ann
+        ).digest
+    return None
 
 
 def claim_for(result: Reproduction) -> rebuild.RebuildClaim:
