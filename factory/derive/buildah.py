@@ -41,6 +41,7 @@ class StepsJob:
     env: BuildEnv
     workdir: Path  # private: buildah's storage and run state
     proxy: str | None  # the cache proxy's URL, for the steps only
+    driver: str = "vfs"  # buildah's storage driver (storage_driver()); no byte depends on it
 
     @property
     def output(self) -> Path:
@@ -70,10 +71,21 @@ class StepsJob:
         return tuple(out)
 
 
+def storage_driver() -> str:
+    """overlay where the kernel has it and we are root (no copy of the base per step),
+    else vfs (a full copy, slower, works anywhere). Either way a private store per build:
+    nothing is shared with another build or with the host's containers."""
+    try:
+        has_overlay = "overlay" in Path("/proc/filesystems").read_text().split()
+    except OSError:
+        has_overlay = False
+    return "overlay" if has_overlay and os.geteuid() == 0 else "vfs"
+
+
 def _global(job: StepsJob) -> list[str]:
     w = job.workdir
     return ["buildah", "--root", str(w / "storage"), "--runroot", str(w / "run"),
-            "--storage-driver", "vfs"]  # fmt: skip
+            "--storage-driver", job.driver]  # fmt: skip
 
 
 def bud_argv(job: StepsJob) -> list[str]:

@@ -23,7 +23,7 @@ from factory.common.arch import Architecture
 from factory.common.errors import UserError
 from factory.common.progress import Progress, Task
 from factory.derive.base import BaseImage, platform_layout, resolve_base
-from factory.derive.buildah import StepsJob, buildah_version, run_steps
+from factory.derive.buildah import StepsJob, buildah_version, run_steps, storage_driver
 from factory.derive.containerfile import SDE_ARG, Containerfile, parse
 from factory.derive.context import ARTIFACT_TYPE, MEDIA_TYPE, Context, unpack
 from factory.derive.describe import (
@@ -123,7 +123,7 @@ def _build_arch(
     ctx = unpack(req.context, wd / "context", sde)
     args = tuple(sorted({**dict(req.build_args), SDE_ARG: str(sde)}.items()))
     cf = wd / "Containerfile.run"
-    job = StepsJob(cf, ctx, base_ref, arch, args, env, wd / "buildah", req.proxy)
+    job = StepsJob(cf, ctx, base_ref, arch, args, env, wd / "buildah", req.proxy, storage_driver())
     cf.write_text(req.containerfile.with_args([SDE_ARG, *(k for k, _ in job.varied_args())]))
     out = run_steps(job)
     man = json.loads((out / "manifest.json").read_bytes())
