@@ -141,7 +141,7 @@ def main() -> int:
     ts = today_utc().text
     work = Path(tempfile.mkdtemp(prefix="bench-build-", dir="/var/tmp"))
     cache = Path(os.environ.get("REPROBASE_BENCH_CACHE", work / "proxy"))
-    cfg = proxyctl.ProxyConfig(cache, mirror_base(system_debian_mirror()), True, work / "proxy.log")
+    cfg = proxyctl.ProxyLaunch(cache, mirror_base(system_debian_mirror()), True, work / "proxy.log")
     inner: list[float] = []
     times: dict[str, list[float]] = {
         "reprobase build (verified: A and B)": [],

@@ -66,7 +66,7 @@ BASE = "isal level 3 (before; CPU-dependent)"
 def make_tar(work: Path) -> Path:
     ts = today_utc().text
     cache = Path(os.environ.get("REPROBASE_BENCH_CACHE", work / "proxy"))
-    cfg = proxyctl.ProxyConfig(cache, mirror_base(system_debian_mirror()), True, work / "proxy.log")
+    cfg = proxyctl.ProxyLaunch(cache, mirror_base(system_debian_mirror()), True, work / "proxy.log")
     tar = work / "bookworm.tar"
     print(f"making a bookworm minbase tar (snapshot {ts}) ...", file=sys.stderr)
     with proxyctl.running(cfg) as proxy:

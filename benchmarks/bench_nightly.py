@@ -51,7 +51,7 @@ def main() -> int:
     today = dt.datetime.now(dt.UTC).date()
     day1, day2 = today - dt.timedelta(days=1), today
     try:
-        cfg = proxyctl.ProxyConfig(
+        cfg = proxyctl.ProxyLaunch(
             cache, mirror_base(system_debian_mirror()), True, work / "proxy.log"
         )
         with proxyctl.running(cfg) as proxy:
