@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from cache_proxy.config import ProxyConfig
 from cache_proxy.flight import Aborted, Flight, tee
 from cache_proxy.index import BlobRow
 from cache_proxy.metrics import Metrics
+from cache_proxy.pins import TooManyLeases, clamp_ttl
 from cache_proxy.routing import BadTarget, Target
 from cache_proxy.safety import http_logger, logsafe
 from cache_proxy.upstream import NotFound, UpstreamError
@@ -42,6 +44,9 @@ HTTP_LOG: Final = http_logger()
 CACHE_KEY: Final = web.RequestKey("cache", str)
 CACHE_HEADER: Final = "X-Cache"  # HIT, MISS or COALESCED, as squid and varnish say it
 CLIENT_PROTOCOL: Final = "X-Reprobase-Client-Protocol"  # set by a load balancer in front
+PIN_KEY: Final = web.RequestKey("pin", bool)  # served to a pinning client while a lease is open
+PIN_HEADER: Final = "X-Reprobase-Pin"  # a hit worker's word to the primary: pin this one
+PINS_PATH: Final = "/pins"
 REFETCH_ROUNDS: Final = 3
 SMALL_TOTAL: Final = 64 << 20
 ANSWERS_MAX: Final = 65536
@@ -180,6 +185,12 @@ def error_response(exc: BaseException) -> web.Response:
     return text_response(502, f"proxy error: {type(exc).__name__}")
 
 
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(body) + "\n", content_type="application/json"
+    )
+
+
 def speaks_http10(request: web.BaseRequest) -> bool:
     """The client is HTTP/1.0, here or behind a load balancer that says so in
     ``X-Reprobase-Client-Protocol`` (schedules/farm/nginx.conf): it has no chunked
@@ -240,6 +251,7 @@ class Front:
         self.small = SmallBlobs(SMALL_TOTAL)
         self.access = AccessLog(config.access_log)
         self.ready = False
+        self.pin_nets = config.pin_nets
 
     def make_server(self, internal: bool = False) -> web.Server:
         """A low-level aiohttp server: four fixed doors need no router or middleware.
@@ -303,22 +315,54 @@ class Front:
         """Background tasks that are failing (the proxy still serves)."""
         return []
 
+    # ------------------------------------------------------------- build pins
+    holds_pins = True  # False in a hit worker: the primary holds pins, it relays
+
+    def pinning(self) -> bool:
+        """A build's pin lease is open (see ``pins``)."""
+        return False
+
+    def pin_client(self, request: web.BaseRequest, trusted: bool) -> bool:
+        """Do this request's blobs go to the open leases? A hit worker says so in
+        ``X-Reprobase-Pin`` on the primary's own door; elsewhere the peer's address."""
+        if trusted:
+            return request.headers.get(PIN_HEADER) == "1"
+        return peer_in(request.remote, self.pin_nets)
+
+    def hold(self, sha256: str, size: int) -> None:
+        """The open leases keep ``sha256`` (the primary's job)."""
+
+    async def pins_door(self, request: web.BaseRequest) -> web.StreamResponse:
+        return text_response(404, "no pins here")
+
     async def dispatch(self, request: web.BaseRequest, trusted: bool = False) -> web.StreamResponse:
         """Refuse CONNECT and foreign hosts: we cache our upstreams, we are no open proxy."""
+        pin = self.pinning() and self.pin_client(request, trusted)
+        if pin:
+            request[PIN_KEY] = True
         answer = self.small.answers.get(request.raw_path)
         if (
             answer is not None
             and request.method in _READS
+            and (self.holds_pins or not pin)
             and self.answers_current()
             and not any(h in request.headers for h in CONDITIONAL)
         ):
             # The same request as before, answered as before: nothing to look up.
             request[CACHE_KEY] = "HIT"
             self.source.touch(answer.sha256)
+            if pin:
+                self.hold(answer.sha256, len(answer.body))
             self.metrics.inc("hits_total")
             return web.Response(body=answer.body, headers=answer.headers)
         if request.method == hdrs.METH_CONNECT:
             return text_response(405, "CONNECT is refused: this proxy only caches Debian archives")
+        if (request.path == PINS_PATH or request.path.startswith(PINS_PATH + "/")) and not (
+            is_forward(request)
+        ):
+            if not trusted and not peer_in(request.remote, self.pin_nets):
+                return text_response(403, "/pins is not served to this address")
+            return await self.pins_door(request)
         if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
             return text_response(405, "only GET and HEAD")
         path = request.path
@@ -415,6 +459,7 @@ class ProxyApp(Front):
         self.board = board
         self.cache = Cache(config, self.metrics, on_evict=self._evicted)
         self.source = self.cache
+        self.cache.pins.on_change = self._pins_changed
 
     def health_problems(self) -> list[str]:
         return self.cache.problems()
@@ -424,7 +469,67 @@ class ProxyApp(Front):
         if self.board is not None:
             self.board.bump_generation()  # hit workers forget the blobs they remember
 
+    # ------------------------------------------------------------- build pins
+    def pinning(self) -> bool:
+        return self.cache.pins.active
+
+    def hold(self, sha256: str, size: int) -> None:
+        self.cache.pins.hold(sha256, size)
+
+    def _hold_when_done(self, done: asyncio.Future[BlobRow | None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            row = done.result()
+            if row is not None:
+                self.hold(row.sha256, row.size)
+
+    def _pins_changed(self, active: bool) -> None:
+        if self.board is not None:
+            self.board.set_pinning(active)  # workers relay pinning clients meanwhile
+
+    def _pin_metrics(self) -> None:
+        pins = self.cache.pins
+        pins.expire()
+        self.metrics.set("pin_leases", len(pins.leases))
+        self.metrics.set("pinned_bytes", pins.bytes)
+        self.metrics.set("pins_refused", pins.refused)
+
+    async def pins_door(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``POST /pins[?ttl=S]`` opens a lease, ``POST /pins/<lease>[?ttl=S]`` renews it,
+        ``DELETE /pins/<lease>`` ends it, ``GET /pins`` lists them (see ``pins``)."""
+        pins = self.cache.pins
+        lease_id = request.path[len(PINS_PATH) + 1 :]
+        now = pins.clock()
+        try:
+            if request.method == hdrs.METH_GET and not lease_id:
+                return _json(200, pins.report())
+            if request.method == hdrs.METH_POST:
+                try:
+                    ttl = clamp_ttl(request.query.get("ttl"))
+                except ValueError as exc:
+                    return text_response(400, str(exc))
+                if not lease_id:
+                    try:
+                        lease = pins.open(ttl)
+                    except TooManyLeases as exc:
+                        return text_response(429, str(exc))
+                    log.info("pin lease %s opened for %.0f s", lease.id, ttl)
+                    return _json(201, lease.report(now))
+                renewed = pins.renew(lease_id, ttl)
+                if renewed is None:
+                    return text_response(404, "no such pin lease (ended or expired)")
+                return _json(200, renewed.report(now))
+            if request.method == hdrs.METH_DELETE and lease_id:
+                ended = pins.release(lease_id)
+                if ended is None:
+                    return text_response(404, "no such pin lease (ended or expired)")
+                log.info("pin lease %s released: %s", ended.id, ended.report(now))
+                return _json(200, ended.report(now))
+            return text_response(405, "POST /pins, POST or DELETE /pins/<lease>, GET /pins")
+        finally:
+            self._pin_metrics()
+
     async def render_metrics(self) -> web.Response:
+        self._pin_metrics()
         also = self.board.totals() if self.board is not None else None
         return web.Response(
             body=self.metrics.render(also).encode(),
@@ -447,11 +552,14 @@ class ProxyApp(Front):
 
     # ------------------------------------------------------------------ serving
     async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
+        pin = request.get(PIN_KEY, False)
         hot = self.cache.lookup_hot(target)
         if hot is not None:  # the warm-hit fast path: no awaits before the answer
             request[CACHE_KEY] = "HIT"
             fast = self._small_response(request, target, hot)
             if fast is not None:
+                if pin:
+                    self.hold(hot.sha256, hot.size)
                 return fast
         for _ in range(REFETCH_ROUNDS):
             try:
@@ -463,9 +571,13 @@ class ProxyApp(Front):
                 stored = await self._stored(request, target, found)
                 if stored is None:
                     continue  # evicted between lookup and open: look again (a miss now)
+                if pin:
+                    self.hold(found.sha256, found.size)  # before its serving pin goes
                 return stored
             flight = found
             request[CACHE_KEY] = "MISS" if flight.waiters == 1 else "COALESCED"
+            if pin and not flight.refetch:
+                flight.done.add_done_callback(self._hold_when_done)
             if flight.refetch:
                 try:
                     await asyncio.shield(flight.done)

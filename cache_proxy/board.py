@@ -6,7 +6,9 @@ row of int64 counters in a ``memfd`` mapping that every process maps: a worker
 only ever writes its own row, the primary only reads them, and aligned 8-byte
 stores are never torn on the platforms we run on. Slot 0 is the eviction
 generation: the primary bumps it after deleting blobs, and a worker that sees it
-change forgets what it remembered about stored blobs.
+change forgets what it remembered about stored blobs. Slot 1 is 1 while a build's
+pin lease is open (``pins``): then a worker relays pinning clients' requests to
+the primary, which alone holds pins.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ _SERVED: Final = 1
 _STATUS0: Final = 2
 ROW_SLOTS: Final = _STATUS0 + STATUS_MAX - STATUS_MIN + 1
 _SLOT: Final = 8
+_HEADER: Final = 2  # generation, pins active
 
 Series = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 class Board:
-    """The shared mapping: a header slot, then one row per worker."""
+    """The shared mapping: header slots, then one row per worker."""
 
     def __init__(self, fd: int, rows: int) -> None:
         self.fd = fd
@@ -37,7 +40,7 @@ class Board:
 
     @staticmethod
     def size_for(rows: int) -> int:
-        return _SLOT * (1 + rows * ROW_SLOTS)
+        return _SLOT * (_HEADER + rows * ROW_SLOTS)
 
     @classmethod
     def create(cls, rows: int) -> Board:
@@ -58,10 +61,17 @@ class Board:
     def bump_generation(self) -> None:
         self._q[0] += 1
 
+    @property
+    def pinning(self) -> bool:
+        return bool(self._q[1])
+
+    def set_pinning(self, active: bool) -> None:
+        self._q[1] = int(active)
+
     def row(self, index: int) -> BoardRow:
         if not 0 <= index < self.rows:
             raise ValueError(f"board has no row {index}")
-        return BoardRow(self._q, 1 + index * ROW_SLOTS)
+        return BoardRow(self._q, _HEADER + index * ROW_SLOTS)
 
     def totals(self) -> Series:
         """Every row summed, as ``Metrics`` series (only non-zero ones)."""
@@ -69,7 +79,7 @@ class Board:
         hits = served = 0
         statuses: dict[tuple[tuple[str, str], ...], float] = {}
         for r in range(self.rows):
-            base = 1 + r * ROW_SLOTS
+            base = _HEADER + r * ROW_SLOTS
             hits += q[base + _HITS]
             served += q[base + _SERVED]
             for i in range(STATUS_MAX - STATUS_MIN + 1):

@@ -8,6 +8,7 @@ has one job:
 - ``commit.Committer``: a body verified, committed to the store, aliased;
 - ``learning.IndexLearner``: expected digests from signed Release/Packages indexes;
 - ``eviction.Evictor``: the size cap, pins, LRU eviction;
+- ``pins.Pins``: builds' leases on the blobs they fetched;
 - ``scrubber.Scrubber``: the slow background scrub;
 - ``recorder``: record mode's frozen suites, through the seams ``recorder.Freezer``.
 
@@ -68,6 +69,7 @@ class Cache:
         self.evictor = Evictor(
             config, metrics, self.index, self.store, self.atimes, self.forget, self._evicted
         )
+        self.pins = self.evictor.pins  # builds' leases (the /pins door)
         self.committer = Committer(
             config, metrics, self.store, self.index, self.upstream, self.known, self.evictor
         )

@@ -153,6 +153,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer /metrics only to these networks (repeatable; default: everyone)",
     )
     parser.add_argument(
+        "--pin-allow",
+        metavar="CIDR",
+        action="append",
+        default=None,
+        help="networks whose clients may open build pin leases (POST /pins) and whose "
+        "requests those leases pin (repeatable; default: loopback only)",
+    )
+    parser.add_argument(
         "--redirect-origin",
         metavar="URL",
         action="append",
@@ -238,6 +246,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             scrub_rate=_scrub_rate(args.scrub_rate),
             redirect_origins=tuple(args.redirect_origin or ()),
             metrics_networks=_networks(args.metrics_allow),
+            pin_networks=_networks(args.pin_allow, "--pin-allow") or ("127.0.0.0/8", "::1/128"),
         )
     except ValueError as exc:
         raise UserError(
@@ -257,7 +266,7 @@ def _scrub_rate(raw: str | None) -> float:
     return float(rate)
 
 
-def _networks(raw: list[str] | None) -> tuple[str, ...] | None:
+def _networks(raw: list[str] | None, flag: str = "--metrics-allow") -> tuple[str, ...] | None:
     if raw is None:
         return None
     for net in raw:
@@ -265,7 +274,7 @@ def _networks(raw: list[str] | None) -> tuple[str, ...] | None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise UserError(
-                f"--metrics-allow {net!r} is not a network", hint="e.g. 10.0.0.0/8 or ::1/128"
+                f"{flag} {net!r} is not a network", hint="e.g. 10.0.0.0/8 or ::1/128"
             ) from None
     return tuple(raw)
 

@@ -77,6 +77,8 @@ class ProxyConfig:
     scrub_rate: float = 0.0  # bytes/s the background scrub re-hashes blobs at; 0: off
     # Networks /metrics answers to (CIDR); None: everyone who reaches the port.
     metrics_networks: tuple[str, ...] | None = None
+    # Networks that may open build pin leases, and whose requests a lease pins (see pins).
+    pin_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -92,7 +94,7 @@ class ProxyConfig:
             parts = urlsplit(origin)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"redirect origin {redact(origin)!r} is not an http(s) origin")
-        for net in self.metrics_networks or ():
+        for net in (*(self.metrics_networks or ()), *self.pin_networks):
             ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
@@ -102,6 +104,10 @@ class ProxyConfig:
         if self.metrics_networks is None:
             return None
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.metrics_networks)
+
+    @property
+    def pin_nets(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.pin_networks)
 
     @property
     def allowed_hosts(self) -> frozenset[str]:

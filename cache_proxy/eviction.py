@@ -22,6 +22,7 @@ from collections.abc import Callable
 from cache_proxy.config import ProxyConfig
 from cache_proxy.index import AccessTimes, AsyncIndex, Index
 from cache_proxy.metrics import Metrics
+from cache_proxy.pins import Pins
 from cache_proxy.store import BlobStore
 
 log = logging.getLogger("cache_proxy.eviction")
@@ -46,6 +47,7 @@ class Evictor:
         atimes: AccessTimes,
         on_remove: Callable[[str], None],
         on_evicted: Callable[[], None],
+        pins: Pins | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -54,6 +56,7 @@ class Evictor:
         self.atimes = atimes
         self.on_remove = on_remove
         self.on_evicted = on_evicted
+        self.pins = pins if pins is not None else Pins(config.max_size)
         self.size = 0
         self.serving: Counter[str] = Counter()  # blobs being opened for a client: kept
         self._deleting: dict[str, asyncio.Future[None]] = {}  # blobs being removed
@@ -138,13 +141,14 @@ class Evictor:
         except (sqlite3.Error, OSError) as exc:  # LRU order from the last good write
             log.info("eviction: access times not written: %s", exc)
         while self.size > cap:
-            victims = await self.index.call(Index.oldest, VICTIMS_PER_QUERY, sorted(self.serving))
+            keep = sorted(self.serving.keys() | self.pins.kept())
+            victims = await self.index.call(Index.oldest, VICTIMS_PER_QUERY, keep)
             if not victims:
                 break
             for sha, size in victims:
                 if self.size <= cap:
                     break
-                if sha in self.serving:  # pinned while we awaited: it stays
+                if sha in self.serving or self.pins.held(sha):  # pinned while we awaited
                     self.metrics.inc("evict_skipped_total")
                     continue
                 await self.remove(sha)

@@ -36,6 +36,8 @@ from cache_proxy.app import (
     CACHE_HEADER,
     CACHE_KEY,
     METRICS_TYPE,
+    PIN_HEADER,
+    PIN_KEY,
     Front,
     end_broken,
     text_response,
@@ -72,6 +74,7 @@ _HOP_BY_HOP: Final = frozenset(
         hdrs.UPGRADE,
         hdrs.HOST,
         "Proxy-Connection",
+        PIN_HEADER,  # the worker's own word to the primary, never a client's
     )
 )
 _NO_BODY: Final = frozenset({204, 304})
@@ -161,7 +164,30 @@ class WorkerApp(Front):
         self.small.clear()  # the primary evicted blobs: forget every remembered answer
         return False
 
+    # ------------------------------------------------------------- build pins
+    holds_pins = False
+
+    def pinning(self) -> bool:
+        return self.reader.board.pinning
+
+    async def pins_door(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Leases live in the primary (the peer was checked here): relay."""
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method, f"{PRIMARY}{request.rel_url}", allow_redirects=False
+            ) as up:
+                return web.Response(
+                    status=up.status, body=await up.read(), headers=_relayed(up.headers.items())
+                )
+        except aiohttp.ClientError as exc:
+            return text_response(503, f"primary unavailable: {exc}")
+
     async def serve(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
+        if request.get(PIN_KEY, False):
+            # A build's lease is open and this is a pinning client: the primary serves
+            # it, so that it holds the blob before a byte goes out.
+            return await self.relay(request, target)
         reader = self.reader
         self.answers_current()
         hot = reader.lookup_hot(target)
@@ -196,7 +222,10 @@ class WorkerApp(Front):
             up = await session.request(
                 request.method,
                 url,
-                headers=_relayed(request.headers.items()),
+                headers=[
+                    *_relayed(request.headers.items()),
+                    *([(PIN_HEADER, "1")] if request.get(PIN_KEY, False) else []),
+                ],
                 allow_redirects=False,
             )
         except aiohttp.ClientError as exc:

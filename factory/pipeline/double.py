@@ -33,6 +33,7 @@ from factory.pipeline.attach import (
 from factory.pipeline.build import BuildRequest, BuildResult, build, move_layout
 from factory.pipeline.slots import BuildSlots
 from factory.rootfs.buildenv import BuildEnv, env_a, env_b
+from factory.source import proxyctl
 
 PAIR = "A+B"
 
@@ -128,7 +129,8 @@ def double_build(
 
     def timed(name: str, env: BuildEnv) -> BuildResult:
         t0 = progress.elapsed()
-        result = build(req, env, base / f"layout-{name.lower()}", progress, slots)
+        with proxyctl.pinned(req.source.proxy):  # the proxy keeps what this build fetches
+            result = build(req, env, base / f"layout-{name.lower()}", progress, slots)
         with progress.stage(f"SBOMs (SPDX, CycloneDX), build {name}"):
             attach_sboms(result.layout, result.index, req, result.arches)
         t1 = progress.elapsed()

@@ -8,6 +8,7 @@ ephemeral port and its address never reaches an image.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from factory.source.snapshot import SNAPSHOT_BASE
 
 SNAPSHOT_UPSTREAM = SNAPSHOT_BASE  # the proxy fetches the archive base itself
 UPSTREAM_BYTES = "reprobase_proxy_upstream_bytes_total"
+BUILD_PIN_TTL = 3 * 3600  # s: the proxy ends a build's pin lease by itself after this
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class ProxyHandle:
     def metrics(self) -> dict[str, float]:
         return read_metrics(self.url)
 
+    def pinned(self) -> contextlib.AbstractContextManager[str | None]:
+        return pinned(self.url)
+
     def upstream_bytes(self) -> int | None:
         value = self.metrics().get(UPSTREAM_BYTES)
         return None if value is None else int(value)
@@ -59,8 +64,8 @@ class ProxyHandle:
                 self.process.wait()
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url)
+def _get(url: str, timeout: float = 5.0, method: str = "GET") -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method)
     # Talk to loopback directly even if the environment sets http_proxy.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -70,6 +75,24 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, b""
     except (urllib.error.URLError, OSError):
         return 0, b""
+
+
+@contextlib.contextmanager
+def pinned(url: str | None) -> Iterator[str | None]:
+    """The proxy at url keeps what is fetched inside from eviction (cache_proxy.pins):
+    a lease opened before, released after, ended by its TTL if we die. A proxy that
+    cannot pin (none, an older one) just serves on: the lease is None."""
+    base = (url or "").rstrip("/")
+    status, body = _get(f"{base}/pins?ttl={BUILD_PIN_TTL}", method="POST") if url else (0, b"")
+    try:
+        lease = str(json.loads(body)["lease"]) if status == 201 else None
+    except (ValueError, KeyError, TypeError):
+        lease = None
+    try:
+        yield lease
+    finally:
+        if lease is not None:
+            _get(f"{base}/pins/{lease}", method="DELETE")
 
 
 def fetch(url: str, via: str | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
