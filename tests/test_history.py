@@ -134,10 +134,10 @@ def test_wal_and_schema_version(tmp_path: Path) -> None:
     History(path).close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     History(path).close()  # reopening does not add a second version row
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:
@@ -197,3 +197,27 @@ def test_reader_and_writer_on_one_file(tmp_path: Path) -> None:
         assert reader.records() == [recs[0]]
         writer.add(recs[1])
         assert len(reader.records()) == 2
+
+
+def test_schema_1_history_is_read_and_migrated(tmp_path: Path) -> None:
+    """A history written before packages_from existed: the report reads it read-only
+    (unknown origin), the next nightly migrates it in place, keeping every row."""
+    path = tmp_path / "h.sqlite"
+    old = synthetic_records()[:3]
+    with History(path) as h:
+        for rec in old:
+            h.add(rec)
+    with sqlite3.connect(path) as db:  # what schema 1 looked like
+        db.execute("ALTER TABLE results DROP COLUMN packages_from")
+        db.execute("UPDATE schema_version SET version = 1")
+    with History(path, readonly=True) as h:
+        assert [r.packages_from for r in h.records()] == [None] * 3
+    with sqlite3.connect(path) as db:  # read-only really changed nothing
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    new = dataclasses.replace(old[0], run_id="later", packages_from="recorded-mirror")
+    with History(path) as h:
+        h.add(new)
+        got = {r.run_id: r.packages_from for r in h.records()}
+    assert got == {**{r.run_id: None for r in old}, "later": "recorded-mirror"}
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]

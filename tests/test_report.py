@@ -397,3 +397,20 @@ def test_one_night_is_not_called_thirty(tmp_path: Path) -> None:
     assert "last 30 nights" not in page and "1 night so far" in page
     assert "last 1 nights" not in page
     assert "recorded under it" in page  # the tagline names both package sources
+
+
+def test_latest_says_where_the_packages_came_from(tmp_path: Path) -> None:
+    """Issue 12: the dashboard never lets a mirror build pass for a snapshot pin."""
+    recs = synthetic_records()
+    newest = max((r for r in recs if r.image == "debian:bookworm" and r.kind == "nightly"),
+                 key=lambda r: (r.started, r.run_id))  # fmt: skip
+    marked = [
+        dataclasses.replace(r, packages_from="recorded-mirror") if r is newest else r for r in recs
+    ]
+    page = render(make_history(tmp_path / "h.sqlite", marked))["images/debian-bookworm.html"]
+    text = page.decode()
+    want = "a recorded Debian mirror (not snapshot.debian.org)"
+    assert f"<dt>packages from</dt><dd>{want}</dd>" in text
+    # rows from before the history knew it say nothing rather than guess
+    plain = render(make_history(tmp_path / "p.sqlite", recs))["images/debian-bookworm.html"]
+    assert b"packages from" not in plain

@@ -117,6 +117,7 @@ def _records(
             published=tuple(published), upstream_bytes=sum(verdict.upstream_bytes.values()),
             durations={f"build {k}": v for k, v in verdict.seconds.items()},
             started=started, finished=now_iso(), message=message,
+            packages_from=night.src.packages_from.value,
         ))  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def _error_records(
             verdict="error", index_digest=None, manifest_digest=None, digest_b=None, size=None,
             uncompressed_size=None, packages_digest=None, packages=(), published=(),
             upstream_bytes=None, durations={}, started=started, finished=now_iso(),
-            message=message,
+            message=message, packages_from=night.src.packages_from.value,
         ))  # fmt: skip
 
 
@@ -305,6 +306,7 @@ def reverify(night: Night, image: str) -> None:
                     uncompressed_size=r.uncompressed_size, packages_digest=r.packages_digest,
                     packages=r.packages, published=(), upstream_bytes=None, durations={},
                     started=started, finished=now_iso(), message=msg,
+                    packages_from=r.packages_from,
                 ))  # fmt: skip
 
 

@@ -21,7 +21,8 @@ from typing import Any, Final
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
 
-SCHEMA_VERSION: Final = 1
+# 2: results.packages_from (where the packages came from; NULL in rows written by 1)
+SCHEMA_VERSION: Final = 2
 
 KINDS: Final = ("nightly", "reverify")
 # "unchanged": a no-change night, the new date tag points at the last published digest.
@@ -52,6 +53,9 @@ class ResultRecord:
     started: str  # ISO 8601 UTC "2026-11-29T00:05:00Z"
     finished: str
     message: str = ""  # diff summary or error line
+    # factory.source.origin.Origin's value: "snapshot.debian.org", "recorded-mirror",
+    # "mirror"; None when unknown (rows from before history schema 2, errors before a build)
+    packages_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -90,6 +94,7 @@ class ResultRecord:
             "started": self.started,
             "finished": self.finished,
             "message": self.message,
+            "packages_from": self.packages_from,
         }
 
 
@@ -124,7 +129,8 @@ CREATE TABLE IF NOT EXISTS results (
     durations TEXT NOT NULL,
     started TEXT NOT NULL,
     finished TEXT NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    packages_from TEXT
 );
 CREATE INDEX IF NOT EXISTS results_image_arch ON results(image, arch, started);
 """
@@ -132,7 +138,7 @@ CREATE INDEX IF NOT EXISTS results_image_arch ON results(image, arch, started);
 _COLUMNS: Final = (
     "run_id, kind, image, arch, snapshot, verdict, index_digest, manifest_digest, digest_b, "
     "size, uncompressed_size, packages_digest, package_set, published, upstream_bytes, "
-    "durations, started, finished, message"
+    "durations, started, finished, message, packages_from"
 )
 
 
@@ -189,6 +195,7 @@ class History:
             self._check_tables()
             if not readonly:
                 self._setup()
+            self._select = _select_columns(self._db)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise UserError(
@@ -218,12 +225,20 @@ class History:
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
                 db.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:
+                self._migrate(row[0])
             elif row[0] > SCHEMA_VERSION:
                 raise UserError(
                     f"history {self.path} has schema version {row[0]}, newer than this "
                     f"reprobase understands ({SCHEMA_VERSION})",
                     hint="upgrade reprobase",
                 )
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older history up to SCHEMA_VERSION, in the caller's transaction."""
+        if version < 2:
+            self._db.execute("ALTER TABLE results ADD COLUMN packages_from TEXT")
+        self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def add(self, rec: ResultRecord) -> None:
         key = package_set_key(rec.packages) if rec.packages else None
@@ -234,7 +249,7 @@ class History:
                     (key, canonical_json([list(p) for p in rec.packages]).decode()),
                 )
             self._db.execute(
-                f"INSERT INTO results({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                f"INSERT INTO results({_COLUMNS}) VALUES ({', '.join('?' * 20)})",
                 (
                     rec.run_id,
                     rec.kind,
@@ -255,6 +270,7 @@ class History:
                     rec.started,
                     rec.finished,
                     rec.message,
+                    rec.packages_from,
                 ),
             )
 
@@ -270,7 +286,7 @@ class History:
         if arch is not None:
             where.append("arch = ?")
             params.append(arch)
-        sql = f"SELECT {_COLUMNS} FROM results"
+        sql = f"SELECT {self._select} FROM results"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC, id DESC"
@@ -284,7 +300,7 @@ class History:
         """The newest publishable record that actually wrote a ref, or None."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM results WHERE image = ? AND arch = ? "
+                f"SELECT {self._select} FROM results WHERE image = ? AND arch = ? "
                 f"AND verdict IN ({', '.join('?' * len(PUBLISHABLE))}) AND published != '[]' "
                 "ORDER BY started DESC, id DESC LIMIT 1",
                 (image, arch, *PUBLISHABLE),
@@ -330,6 +346,17 @@ class History:
         self.close()
 
 
+def _select_columns(db: sqlite3.Connection) -> str:
+    """The columns to read: a history of schema 1, opened read-only (the report) and so
+    not migrated, has no packages_from yet and reads as NULL there."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+    return (
+        _COLUMNS
+        if "packages_from" in have or not have
+        else _COLUMNS.replace(", packages_from", ", NULL")
+    )
+
+
 def _record(r: tuple[Any, ...], packages: tuple[Package, ...]) -> ResultRecord:
     return ResultRecord(
         run_id=r[0],
@@ -351,6 +378,7 @@ def _record(r: tuple[Any, ...], packages: tuple[Package, ...]) -> ResultRecord:
         started=r[16],
         finished=r[17],
         message=r[18],
+        packages_from=r[19],
     )
 
 

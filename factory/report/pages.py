@@ -23,6 +23,7 @@ from factory.report.model import INDEX_NIGHTS, ChangeSet, Counts, ImageView, Lat
 from factory.report.pkgdiff import PackageChange
 from factory.report.style import stylesheet
 from factory.report.svg import VERDICT_COLOURS, arch_colour, size_chart_svg, timeline_svg
+from factory.source.origin import Origin
 
 TAGLINE = (
     "Debian base images built twice in different environments from a pinned timestamp "
@@ -105,6 +106,13 @@ def digest(value: str | None, *, full: bool) -> str:
     return f'<code title="{esc(value)}">{esc(text)}</code>'
 
 
+def origin_label(value: str) -> str:
+    try:
+        return Origin(value).label
+    except ValueError:
+        return value  # a newer reprobase's origin: say what it says
+
+
 def latest_block(latest: Latest, *, full: bool) -> str:
     rec = latest.record
     facts: list[tuple[str, str]] = [
@@ -117,6 +125,8 @@ def latest_block(latest: Latest, *, full: bool) -> str:
         ("upstream", DASH if rec.upstream_bytes is None else f"{size(rec.upstream_bytes)} fetched"),
         ("durations", durations(rec.durations)),
     ]
+    if rec.packages_from is not None:  # unknown in histories from before schema 2
+        facts.append(("packages from", esc(origin_label(rec.packages_from))))
     if rec.message:
         facts.append(("message", f'<span class="msg">{esc(rec.message)}</span>'))
     pub = latest.published

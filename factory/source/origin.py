@@ -37,6 +37,15 @@ class Origin(enum.Enum):
         return self is Origin.SNAPSHOT
 
     @property
+    def label(self) -> str:
+        """A few words for the dashboard: where, and whether that is a pin."""
+        return {
+            Origin.SNAPSHOT: "snapshot.debian.org (pinned)",
+            Origin.RECORDED_MIRROR: "a recorded Debian mirror (not snapshot.debian.org)",
+            Origin.MIRROR: "a Debian mirror at build time (not pinned)",
+        }[self]
+
+    @property
     def proxy_upstream(self) -> str:
         """What a cache proxy serving this origin is started with (--upstream)."""
         return "record" if self is Origin.RECORDED_MIRROR else "snapshot"
