@@ -87,8 +87,9 @@ def sbom_seconds(result: dict[str, Any]) -> float:
 
 
 def baseline_rev() -> str:
+    """The last commit before the chroot hook (the first attestation code to reach builds)."""
     first = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "factory/attest/sbom.py"],
+        ["git", "log", "--format=%H", "-Sdebhashes", "--", "factory/rootfs/mmdebstrap.py"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     return f"{first[-1]}^" if first else "HEAD"

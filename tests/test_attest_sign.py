@@ -173,3 +173,24 @@ def test_provenance_statement_is_deterministic() -> None:
     assert [b["name"] for b in pred["runDetails"]["byproducts"]] == ["build-A", "build-B"]
     assert b"/var/tmp" not in data  # the build directory would make two builds differ
     assert provenance.render(inp) == data
+
+
+def test_store_publication_carries_the_attestations(tmp_path: Path) -> None:
+    from factory.attest.fetch import attached
+    from factory.publish.targets import PublishTarget, publish
+    from factory.recipes.recipe import load_recipe
+    from factory.source.snapshot import Timestamp
+
+    layout = tmp_path / "layout"
+    top = make_layout(layout, platforms=("amd64",), layer_sizes=(100,))
+    ann = {"org.reprobase.attestation": "sbom-spdx", "org.reprobase.platform": "linux/amd64"}
+    add_local_referrer(
+        layout, top, "application/spdx+json", b'{"a":1}', "application/spdx+json", ann
+    )
+    store = tmp_path / "store"
+    recipe, pin = load_recipe("debian:bookworm"), Timestamp.parse("20261201T000000Z")
+    publish(layout, recipe, pin, [PublishTarget(f"oci:{store}")], None, lambda _m: None)
+    found = attached(f"oci:{store}/debian:bookworm")
+    assert found.subject.digest == top.digest
+    assert [a.payload for a in found.artifacts] == [b'{"a":1}']
+    assert attached(f"oci:{store}/debian:bookworm-20261201").artifacts  # every tag

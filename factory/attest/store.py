@@ -10,6 +10,7 @@ image index digest stays what the double build made.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -53,13 +54,34 @@ def add_local_referrer(
         artifact_type,
     )  # fmt: skip
     path = layout / REFERRERS_FILE
-    current = path.read_bytes() if path.exists() else None
-    updated = add_to_referrers_index(current, entry)
-    if updated is not None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(updated)
-        os.replace(tmp, path)
+    # read-modify-write under a lock on the layout directory itself: two jobs attaching to
+    # one store (a nightly with --jobs) must not lose each other's entries
+    fd = os.open(layout, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        current = path.read_bytes() if path.exists() else None
+        updated = add_to_referrers_index(current, entry)
+        if updated is not None:
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(updated)
+            os.replace(tmp, path)
+    finally:
+        os.close(fd)
     return entry
+
+
+def copy_referrers(src: Path, dst: Path, subject_digest: str) -> int:
+    """The artifacts src keeps for one image, into dst (a store the image was copied to)."""
+    n = 0
+    for desc in local_referrers(src, subject_digest):
+        manifest = oci.read_json_blob(src, desc.digest)
+        subject = oci.Descriptor.from_json(manifest["subject"])
+        art = read_local_artifact(src, desc)
+        artifact_type = desc.artifact_type or art.media_type
+        add_local_referrer(dst, subject, artifact_type, art.payload, art.media_type,
+                           dict(desc.annotations))  # fmt: skip
+        n += 1
+    return n
 
 
 def local_referrers(layout: Path, subject_digest: str | None = None) -> list[oci.Descriptor]:
@@ -94,7 +116,8 @@ def parse_artifact(manifest: dict[str, Any]) -> tuple[str, oci.Descriptor]:
 def read_local_artifact(layout: Path, desc: oci.Descriptor) -> Artifact:
     manifest = oci.read_json_blob(layout, desc.digest)
     _subject, payload = parse_artifact(manifest)
-    return Artifact(desc, payload.media_type, oci.read_blob(layout, payload.digest))
+    data = oci.read_blob(layout, payload.digest, size=payload.size)
+    return Artifact(desc, payload.media_type, data)
 
 
 def manifest_bytes_digest(manifest: dict[str, Any]) -> str:

@@ -114,6 +114,7 @@ def attest(args: argparse.Namespace, result: Reproduction, signer: Signer) -> di
     data = env.render()
     out: dict[str, Any] = {"outcome": claim.outcome, "keyid": signer.keyid, "pushed": None}
     out["signer"] = signer.describe
+    out["envelope"] = env.to_json()
     if args.attestation_output is not None:
         args.attestation_output.write_bytes(data)
         out["file"] = str(args.attestation_output)
@@ -138,4 +139,6 @@ def attest(args: argparse.Namespace, result: Reproduction, signer: Signer) -> di
 
 def attested_line(out: dict[str, Any]) -> str:
     where = f", attached as {out['pushed']}" if out["pushed"] else ""
+    if not out["pushed"] and "file" not in out:
+        where = " (kept nowhere: add --push or --attestation-output FILE; --json prints it)"
     return f"signed rebuild attestation ({out['outcome']}) by {out['signer']}{where}"

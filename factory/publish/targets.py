@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.attest.store import copy_referrers
 from factory.common.canonical import canonical_json
 from factory.common.paths import scratch
 from factory.image.selfdesc import top_descriptor
@@ -97,7 +98,8 @@ def publish(
     written: list[str] = []
     for t in targets:
         if t.is_store:
-            store.publish(layout, t.store_dir(recipe.name), tags)
+            top = store.publish(layout, t.store_dir(recipe.name), tags)
+            copy_referrers(layout, t.store_dir(recipe.name), top.digest)  # SBOMs, provenance
         else:
             push(layout, f"{t.repository(recipe.name)}:{tags[0]}", tags[1:], report, say)
         written += [t.describe(recipe.name, tag) for tag in tags]
