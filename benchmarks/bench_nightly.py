@@ -148,13 +148,13 @@ def main() -> int:
     for image, t in single.items():
         print(f"| single build {image} | {t:.1f} | | |")
     print(f"| 8 single builds (2 x sum) | {eight:.1f} | 1.00 | |")
-    mib = lambda key: f"{PEAK.get(key, 0) / (1 << 20):.0f} MiB"  # noqa: E731
     print(
-        f"| nightly --jobs 1, night 1 | {solo:.1f} | {solo / eight:.2f} | {mib('nightly --config')} |"
+        f"| nightly --jobs 1, night 1 | {solo:.1f} | {solo / eight:.2f} | "
+        f"{peak_solo / (1 << 20):.0f} MiB |"
     )
     print(
         f"| nightly --jobs {jobs} (default), night 1 | {night1:.1f} | {night1 / eight:.2f} | "
-        f"peak builds {r1.get('peak_builds')} |"
+        f"{peak_night1 / (1 << 20):.0f} MiB ({r1.get('peak_builds')} builds at once) |"
     )
     print(f"| nightly, night 2 (no-change re-tag) | {night2:.1f} | {night2 / eight:.2f} | |")
     same = sorted(x["index_digest"] for x in r_solo["results"]) == sorted(
