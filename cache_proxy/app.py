@@ -25,7 +25,13 @@ from aiohttp.abc import AbstractAccessLogger
 
 from cache_proxy import httpsem, routing
 from cache_proxy.accesslog import AccessLog
-from cache_proxy.blobresponse import CONDITIONAL, FILE_CHUNK, SMALL_BLOB, BlobResponse
+from cache_proxy.blobresponse import (
+    CONDITIONAL,
+    FILE_CHUNK,
+    SMALL_BLOB,
+    BlobResponse,
+    open_blob,
+)
 from cache_proxy.board import Board
 from cache_proxy.cache import Cache
 from cache_proxy.config import ProxyConfig
@@ -444,7 +450,7 @@ class Front:
     def _blob_response(
         self, request: web.BaseRequest, target: Target, row: BlobRow
     ) -> BlobResponse:
-        return BlobResponse(
+        return open_blob(  # FileNotFoundError: evicted since the lookup
             self.source.blob_path(row.sha256),
             chunk_size=FILE_CHUNK,
             headers=self._headers(request, target),

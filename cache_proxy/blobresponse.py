@@ -7,13 +7,19 @@ a hit with no condition but Range/If-Range is prepared as a plain
 ``sendfile`` thread on any loop (uvloop has no ``loop.sendfile``); every other
 conditional request, and each Range that is not one satisfiable range, is
 answered by ``FileResponse.prepare`` itself (RFC 9110 §13 and §14).
+
+The blob is opened when the response is made (``BlobResponse.open``), not when
+aiohttp prepares it (``open_blob``): eviction may delete the file in between (in
+another process: a hit worker cannot pin), and an open file stays readable. Both ways
+of sending read that descriptor (FileResponse through ``/proc/self/fd/N``, the
+same inode), so no answer is a 404 for a file that was there when we decided.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,25 +54,46 @@ class BlobResponse(web.FileResponse):
     released: Any = None  # called once the file is open and sent (or failed): unpins the blob
 
     def __init__(
-        self, path: Path, *, chunk_size: int = FILE_CHUNK, headers: dict[str, str] | None = None
+        self,
+        fd: int,
+        *,
+        chunk_size: int = FILE_CHUNK,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(path, chunk_size=chunk_size, headers=headers)
-        self.blob_path = path
+        # FileResponse opens its path itself: this one is our open file, whatever
+        # happened to its name since.
+        self.blob_path = Path(f"/proc/self/fd/{fd}")
+        super().__init__(self.blob_path, chunk_size=chunk_size, headers=headers)
+        self.fd = fd
+        self.closer = weakref.finalize(self, os.close, fd)  # once: at prepare's end, or here
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         try:
             if hdrs.RANGE in request.headers:
                 request = await _if_range_checked(request, self.blob_path)
             if not any(h in request.headers for h in CONDITIONAL if h not in _RANGE_FIELDS):
-                with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: aiohttp's 404
-                    sent = await _send_stored(self, request, ranged=hdrs.RANGE in request.headers)
-                    if sent is not None:
-                        return sent
+                sent = await _send_stored(self, request, ranged=hdrs.RANGE in request.headers)
+                if sent is not None:
+                    return sent
             return await super().prepare(request)
         finally:
+            self.closer()
             if self.released is not None:
                 release, self.released = self.released, None
                 release()
+
+
+def open_blob(
+    path: Path, *, chunk_size: int = FILE_CHUNK, headers: dict[str, str] | None = None
+) -> BlobResponse:
+    """A response for the stored blob at ``path``, opened now (FileNotFoundError if it
+    is gone: the caller looks it up again)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return BlobResponse(fd, chunk_size=chunk_size, headers=headers)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 async def _if_range_checked(request: web.BaseRequest, path: Path) -> web.BaseRequest:
@@ -124,25 +151,24 @@ async def _send_stored(
     thread hand-offs cost more CPU than the work itself. The validators are the ones
     FileResponse sends (``httpsem.file_etag``), so both paths agree.
     """
-    with open(resp.blob_path, "rb", buffering=0) as fobj:
-        st = os.fstat(fobj.fileno())
-        offset, count = 0, st.st_size
-        if ranged:
-            part = single_range(request, st)
-            if part is None:
-                return None
-            offset, count = part
-            resp.set_status(206)
-            resp.headers[hdrs.CONTENT_RANGE] = f"bytes {offset}-{offset + count - 1}/{st.st_size}"
-        resp.content_length = count
-        resp.headers[hdrs.ETAG] = httpsem.file_etag(st)
-        resp.headers[hdrs.LAST_MODIFIED] = httpsem.http_date(st.st_mtime)
-        resp.headers[hdrs.ACCEPT_RANGES] = "bytes"
-        writer = await web.StreamResponse.prepare(resp, request)  # headers only, sent now
-        assert writer is not None  # only None for a response already prepared
-        if request.method != hdrs.METH_HEAD and count:
-            await send_body(request, writer, fobj.fileno(), offset, count)
-        await web.StreamResponse.write_eof(resp)
+    st = os.fstat(resp.fd)
+    offset, count = 0, st.st_size
+    if ranged:
+        part = single_range(request, st)
+        if part is None:
+            return None
+        offset, count = part
+        resp.set_status(206)
+        resp.headers[hdrs.CONTENT_RANGE] = f"bytes {offset}-{offset + count - 1}/{st.st_size}"
+    resp.content_length = count
+    resp.headers[hdrs.ETAG] = httpsem.file_etag(st)
+    resp.headers[hdrs.LAST_MODIFIED] = httpsem.http_date(st.st_mtime)
+    resp.headers[hdrs.ACCEPT_RANGES] = "bytes"
+    writer = await web.StreamResponse.prepare(resp, request)  # headers only, sent now
+    assert writer is not None  # only None for a response already prepared
+    if request.method != hdrs.METH_HEAD and count:
+        await send_body(request, writer, resp.fd, offset, count)
+    await web.StreamResponse.write_eof(resp)
     return writer
 
 

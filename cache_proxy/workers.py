@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 import signal
 import socket
@@ -42,7 +41,6 @@ from cache_proxy.app import (
     end_broken,
     text_response,
 )
-from cache_proxy.blobresponse import SMALL_BLOB
 from cache_proxy.board import Board
 from cache_proxy.config import ProxyConfig
 from cache_proxy.loop import run_loop
@@ -200,10 +198,8 @@ class WorkerApp(Front):
         if row is not None:
             request[CACHE_KEY] = "HIT"
             try:
-                if row.size > SMALL_BLOB:
-                    # FileResponse opens the file after we return; a blob evicted
-                    # just now would become a 404, so check it is still there.
-                    os.stat(reader.blob_path(row.sha256))
+                # The blob is opened here (blobresponse): once we answer, eviction
+                # cannot turn the answer into a 404.
                 resp = await self._file(request, target, row)
             except FileNotFoundError:
                 pass  # evicted under us: the primary will fetch it again
