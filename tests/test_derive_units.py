@@ -20,6 +20,7 @@ from factory.common.errors import UserError
 from factory.derive import context as ctxmod
 from factory.derive.base import check_ours, split_digest
 from factory.derive.buildah import MOUNT_FAKETIME, StepsJob, bud_argv, build_env, push_argv
+from factory.derive.changes import BaseTree
 from factory.derive.containerfile import Keyword, parse, parse_build_args
 from factory.derive.describe import DerivedSpec, derived_config, settings
 from factory.derive.reserialise import Rule, normalise_tar, reserialise, rule_for
@@ -263,8 +264,10 @@ def test_what_buildah_chooses_in_its_tar_cannot_change_our_layer(tmp_path: Path)
     with tarfile.open(tmp_path / "blob-0", "r:gz") as tf:
         members = {m.name: m for m in tf.getmembers()}
         shadow = tf.extractfile(members["etc/shadow"]).read()  # type: ignore[union-attr]
-    assert sorted(members) == ["app", "app/hello.txt", "etc/shadow", "usr/bin/hello",
-                               "var/lib/apt/lists/lock"]  # fmt: skip
+    assert sorted(members) == [
+        "app", "app/hello.txt", "etc", "etc/shadow", "usr", "usr/bin", "usr/bin/hello", "var",
+        "var/lib", "var/lib/apt", "var/lib/apt/lists", "var/lib/apt/lists/lock",
+    ]  # fmt: skip
     assert shadow == SHADOW_A  # 20790 clamped to SOURCE_DATE_EPOCH's day, 20789
     assert members["app/hello.txt"].mtime == SDE
     assert members["usr/bin/hello"].mtime == 1_600_000_000 and members["usr/bin/hello"].uname == ""
@@ -275,7 +278,7 @@ def test_a_file_holding_the_proxy_address_is_refused(tmp_path: Path) -> None:
     leak = _entry("etc/apt/apt.conf.d/99proxy", b'Acquire::http::Proxy "http://127.0.0.1:3142/";')
     _buildah_like(src, order=0, fmt=tarfile.PAX_FORMAT, mtime=SDE, shadow=SHADOW_A, extra=(leak,))
     with pytest.raises(UserError, match="99proxy holds the build-time proxy address"):
-        normalise_tar(src, tmp_path / "o.tar", SDE, (b"127.0.0.1:3142",))
+        normalise_tar(src, tmp_path / "o.tar", SDE, (b"127.0.0.1:3142",), BaseTree([]))
     with pytest.raises(UserError, match="proxy address"):
         reserialise(src, tmp_path / "blob", Compression.GZIP, SDE, "http://127.0.0.1:3142/")
 
@@ -359,3 +362,51 @@ def test_buildah_runs_chrooted_and_the_proxy_is_never_an_argument(tmp_path: Path
                 assert "FAKETIME=+1d" in argv and any(MOUNT_FAKETIME in a for a in argv)
         else:
             assert not any(a.startswith(("TZ=", "FAKETIME=")) for a in argv)
+
+
+# -- the layer is what changed on the base, whatever buildah's storage driver listed ---------------
+def _tar(path: Path, entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in entries:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def test_overlay_and_vfs_layers_of_the_same_steps_give_one_layer(tmp_path: Path) -> None:
+    """overlay lists copied-up files and directories whose mtime moved, and an opaque
+    directory; vfs lists real changes and one whiteout per removed entry: one result."""
+    d = {"mtime": SDE}
+    base = _tar(tmp_path / "base.tar", [
+        _entry("etc/", **d), _entry("etc/.pwd.lock", b"", **d), _entry("tmp/", mode=0o1777, **d),
+        _entry("var/", **d), _entry("var/cache/", **d), _entry("var/cache/debconf/", **d),
+        _entry("var/cache/debconf/config.dat", b"Name: x\n", **d),
+        _entry("srv/", **d), _entry("srv/data/", **d), _entry("srv/data/old1", b"1", **d),
+        _entry("srv/data/old2", b"2", **d), _entry("usr/", **d), _entry("usr/share/", **d),
+        _entry("usr/share/old/", **d), _entry("usr/share/old/a", b"a", **d),
+    ])  # fmt: skip
+    later = {"mtime": SDE + 86400}
+    common = [_entry("etc/", **later), _entry("etc/new.conf", b"new\n", **later),
+              _entry("srv/data/", **later), _entry("srv/data/x", b"x", **later)]  # fmt: skip
+    vfs = _tar(tmp_path / "vfs.tar", [
+        *common, _entry("srv/data/.wh.old1", b""), _entry("srv/data/.wh.old2", b""),
+        _entry("usr/", **d), _entry("usr/share/", **d), _entry("usr/share/.wh.old", b""),
+    ])  # fmt: skip
+    overlay = _tar(tmp_path / "overlay.tar", [
+        *common, _entry("srv/data/.wh..wh..opq", b""), _entry("tmp/", mode=0o1777, **later),
+        _entry("etc/.pwd.lock", b"", **d), _entry("var/", **d), _entry("var/cache/", **d),
+        _entry("var/cache/debconf/", **later),
+        _entry("var/cache/debconf/config.dat", b"Name: x\n", **d),
+        _entry("usr/", **d), _entry("usr/share/", **later), _entry("usr/share/.wh.old", b""),
+    ])  # fmt: skip
+    tree = BaseTree([base])
+    got = [reserialise(src, tmp_path / f"{src.stem}.blob", Compression.GZIP, SDE, None, tree)
+           for src in (vfs, overlay)]  # fmt: skip
+    assert got[0].layer.digest == got[1].layer.digest
+    # directories (mtime moved only) and copied-up files: the base has them already
+    assert (got[0].unchanged, got[1].unchanged) == (4, 10)
+    with tarfile.open(tmp_path / "vfs.blob", "r:gz") as tf:
+        names = tf.getnames()
+    assert names == [
+        "etc", "etc/new.conf", "srv", "srv/data", "srv/data/.wh.old1", "srv/data/.wh.old2",
+        "srv/data/x", "usr", "usr/share", "usr/share/.wh.old",
+    ]  # fmt: skip

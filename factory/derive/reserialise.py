@@ -13,12 +13,15 @@ to what the steps left behind, each rule for the nondeterminism it removes:
   leaves where it bind-mounted the host's versions during RUN;
 - MOUNTPOINT: build B's libfaketime mount point;
 - SHADOW: /etc/shadow's last-change days clamped to SOURCE_DATE_EPOCH's day.
+Then only what changed on the base is kept (factory.derive.changes): buildah's storage
+drivers disagree on what a layer lists.
 And a leak check: a file holding the build-time proxy's address is refused.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import io
 import tarfile
 from collections.abc import Iterable
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from factory.common.errors import UserError
 from factory.derive.buildah import MOUNT_FAKETIME
+from factory.derive.changes import BaseTree, Entry, Plan, plan, read_from, whiteout_info
 from factory.image.compress import Compression
 from factory.image.layer import LayerResult, write_layer
 from factory.rootfs.normalize import EMPTY_DIRS, REMOVE_FILES, clamp_shadow
@@ -77,7 +81,8 @@ MOUNTPOINT_NAME = MOUNT_FAKETIME.lstrip("/")
 @dataclass(frozen=True)
 class Normalised:
     layer: LayerResult
-    dropped: tuple[str, ...]  # paths left out, sorted (for the build report)
+    dropped: tuple[str, ...]  # paths left out by a rule, sorted (for the build report)
+    unchanged: int = 0  # entries buildah listed that the base already has
 
 
 def _leak_check(name: str, data: bytes, needles: Iterable[bytes]) -> None:
@@ -90,43 +95,77 @@ def _leak_check(name: str, data: bytes, needles: Iterable[bytes]) -> None:
             )
 
 
-def normalise_tar(src: Path, dst: Path, epoch: int, needles: tuple[bytes, ...]) -> list[str]:
-    """buildah's layer tar -> a normalised tar (any order: write_layer sorts it)."""
+def normalise_tar(
+    src: Path, dst: Path, epoch: int, needles: tuple[bytes, ...], base: BaseTree
+) -> tuple[list[str], Plan]:
+    """buildah's layer tar -> the normalised changes on the base, as a tar (in any order:
+    write_layer sorts it). Returns the paths dropped by a rule, and the plan."""
     dropped: list[str] = []
+    layer: dict[str, Entry] = {}
+    rewritten: dict[str, bytes] = {}  # /etc/shadow, clamped
+    digests: dict[str, str] = {}
     day = epoch // 86400
-    with tarfile.open(src, "r:") as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+    with tarfile.open(src, "r:") as tin:
         for m in tin:
+            name = _name(m)
             rule = rule_for(m)
-            if rule.dropped:
-                dropped.append(_name(m))
+            if not name or rule.dropped:
+                if name:
+                    dropped.append(name)
                 continue
+            layer[name] = Entry(m, src)
             if not m.isreg():
-                tout.addfile(m)
                 continue
             fh = tin.extractfile(m)
             data = fh.read() if fh is not None else b""
-            _leak_check(_name(m), data, needles)
+            _leak_check(name, data, needles)
             if rule is Rule.SHADOW:
-                data = clamp_shadow(data.decode("utf-8", "surrogateescape"), day).encode(
-                    "utf-8", "surrogateescape"
-                )
+                text = data.decode("utf-8", "surrogateescape")
+                data = clamp_shadow(text, day).encode("utf-8", "surrogateescape")
+                rewritten[name] = data
                 m.size = len(data)
-            tout.addfile(m, io.BytesIO(data))
-    return sorted(dropped)
+            digests[name] = hashlib.sha256(data).hexdigest()
+    p = plan(layer, base, epoch, digests)
+    with tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        for name in p.keep:
+            e = layer[name]
+            if not e.info.isreg():
+                tout.addfile(e.info)
+            elif name in rewritten:
+                tout.addfile(e.info, io.BytesIO(rewritten[name]))
+            else:
+                with read_from(e) as fh:
+                    tout.addfile(e.info, fh)
+        for name in p.parents:  # the base's directory, or a plain one if it has none
+            tout.addfile(base.entries[name].info if name in base.entries else _dir(name))
+        for name in p.whiteouts:
+            tout.addfile(whiteout_info(name, epoch), io.BytesIO(b""))
+    return sorted(dropped), p
+
+
+def _dir(name: str) -> tarfile.TarInfo:
+    t = tarfile.TarInfo(name)
+    t.type, t.mode = tarfile.DIRTYPE, 0o755
+    return t
 
 
 def reserialise(
-    src: Path, out_blob: Path, compression: Compression, epoch: int, proxy: str | None
+    src: Path,
+    out_blob: Path,
+    compression: Compression,
+    epoch: int,
+    proxy: str | None,
+    base: BaseTree | None = None,
 ) -> Normalised:
     """Our canonical, compressed layer blob from buildah's layer tar."""
     needles = _needles(proxy)
     tmp = out_blob.with_name(out_blob.name + ".normalised.tar")
     try:
-        dropped = normalise_tar(src, tmp, epoch, needles)
+        dropped, p = normalise_tar(src, tmp, epoch, needles, base or BaseTree([]))
         layer = write_layer(tmp, out_blob, compression, epoch)
     finally:
         tmp.unlink(missing_ok=True)
-    return Normalised(layer, tuple(dropped))
+    return Normalised(layer, tuple(dropped), p.unchanged)
 
 
 def _needles(proxy: str | None) -> tuple[bytes, ...]:

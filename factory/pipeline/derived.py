@@ -13,6 +13,8 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from factory.common.errors import UserError
 from factory.common.progress import Progress, Task
 from factory.derive.base import BaseImage, platform_layout, resolve_base
 from factory.derive.buildah import StepsJob, buildah_version, run_steps, storage_driver
+from factory.derive.changes import BaseTree
 from factory.derive.containerfile import SDE_ARG, Containerfile, parse
 from factory.derive.context import ARTIFACT_TYPE, MEDIA_TYPE, Context, unpack
 from factory.derive.describe import (
@@ -116,7 +119,12 @@ def source_choice_for(origin: Origin, choice: SourceChoice) -> SourceChoice:
 
 
 def _build_arch(
-    req: DerivedRequest, arch: Architecture, env: BuildEnv, wd: Path, layout: Path
+    req: DerivedRequest,
+    arch: Architecture,
+    env: BuildEnv,
+    wd: Path,
+    layout: Path,
+    clock: Callable[[str], None],
 ) -> ArchResult:
     sde = req.source_date_epoch
     base_ref = platform_layout(req.base, arch, wd / "base")
@@ -125,7 +133,8 @@ def _build_arch(
     cf = wd / "Containerfile.run"
     job = StepsJob(cf, ctx, base_ref, arch, args, env, wd / "buildah", req.proxy, storage_driver())
     cf.write_text(req.containerfile.with_args([SDE_ARG, *(k for k, _ in job.varied_args())]))
-    out = run_steps(job)
+    clock("set-up (base layout, context)")
+    out = run_steps(job, clock)
     man = json.loads((out / "manifest.json").read_bytes())
     cfg = json.loads((out / man["config"]["digest"].split(":", 1)[1]).read_bytes())
     bp = req.base.platform(arch)
@@ -141,11 +150,13 @@ def _build_arch(
     blob = layout / "blobs" / "sha256" / f".derived-{arch.debian}.tmp"
     if len(ids) == n + 1:
         src = out / man["layers"][n]["digest"].split(":", 1)[1]
-        norm = reserialise(src, blob, req.compression, sde, req.proxy)
+        tree = BaseTree(out / d["digest"].split(":", 1)[1] for d in man["layers"][:n])
+        norm = reserialise(src, blob, req.compression, sde, req.proxy, tree)
         if norm.layer.entries:
             layer = norm.layer
             oci.add_blob_file(layout, blob, layer.digest)
         blob.unlink(missing_ok=True)
+    clock("canonical layer (changes on the base, normalised, compressed)")
     spec = req.spec()
     config = derived_config(spec, bp.config, cfg, layer, arch)
     check_no_proxy(config, req.proxy)
@@ -155,6 +166,7 @@ def _build_arch(
     man_desc = oci.write_json_blob(layout, manifest, oci.MT_MANIFEST, platform=arch.to_oci())
     for d in bp.layers:  # the base's layer blobs, byte for byte
         oci.copy_blob(req.base.layout, oci.Descriptor.from_json(d), layout)
+    clock("config, manifest, base blobs")
     return ArchResult(
         arch,
         man_desc,
@@ -164,6 +176,18 @@ def _build_arch(
         layer.size if layer else 0,
         layer.uncompressed_size if layer else 0,
     )
+
+
+def _stopwatch(progress: Progress, task: Task) -> Callable[[str], None]:
+    """clock(name): record the time since the last call as phase `name`."""
+    last = [time.monotonic()]
+
+    def clock(name: str) -> None:
+        now = time.monotonic()
+        progress.record(name, round(now - last[0], 3), task)
+        last[0] = now
+
+    return clock
 
 
 def build_derived(
@@ -180,8 +204,9 @@ def build_derived(
             with progress.stage("steps (buildah) and canonical layer", task):
                 wd = env.workdir_parent / f"derive-{arch.debian}"
                 wd.mkdir(parents=True, exist_ok=True)
+                clock = _stopwatch(progress, task)
                 try:
-                    results.append(_build_arch(req, arch, env, wd, layout))
+                    results.append(_build_arch(req, arch, env, wd, layout, clock))
                 except BaseException:
                     progress.finish(task, ok=False)
                     raise
