@@ -173,8 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         type=float,
         default=1024.0,
-        help="an upstream download slower than this many bytes/s over 30 s is dropped "
-        "and retried (default 1024)",
+        help="an upstream connection slower than this many bytes/s over 30 s is dropped "
+        "and its download resumed (default 1024)",
     )
     parser.add_argument(
         "--scrub-rate",
@@ -188,7 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         type=float,
         default=6 * 3600.0,
-        help="longest one upstream download attempt may take (default 21600)",
+        help="longest one upstream connection may take; then it is dropped and the "
+        "download resumed from where it stopped (default 21600)",
     )
 
 

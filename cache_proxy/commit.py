@@ -31,7 +31,7 @@ from cache_proxy.metrics import Metrics
 from cache_proxy.routing import Target
 from cache_proxy.safety import redact
 from cache_proxy.store import BlobStore
-from cache_proxy.upstream import Upstream
+from cache_proxy.upstream import SlowUpstream, Upstream
 from cache_proxy.verify import Expect, Hasher, VerifyError
 
 log = logging.getLogger("cache_proxy.commit")
@@ -81,7 +81,8 @@ class Committer:
     ) -> BlobRow:
         """Write one attempt at the file ``path`` to a temp file while hashing, verify, commit.
 
-        A body cut short is continued from where it stopped (``Upstream.resume``: a
+        A body cut short, or a connection the watchdog dropped as too slow
+        (``SlowUpstream``), is continued from where it stopped (``Upstream.resume``: a
         Range request, or a whole answer whose first bytes are skipped), into the same
         temp file and the same attempt, so clients reading it see one stream; the
         final checks cover the joined bytes.
@@ -102,7 +103,11 @@ class Committer:
                     try:
                         await self._copy(source, skip, f, hasher, flight)
                         break
-                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    except (
+                        aiohttp.ClientPayloadError,
+                        aiohttp.ClientConnectionError,
+                        SlowUpstream,  # the watchdog dropped the connection: the same
+                    ) as exc:
                         if resumes == self.config.resumes or total is None:
                             raise
                         log.info(

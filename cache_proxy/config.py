@@ -70,8 +70,8 @@ class ProxyConfig:
     rate_window: float = 30.0
     slow_rate: float = 64 * 1024.0  # bytes/s over ``slow_after`` seconds: below, the
     slow_after: float = 1.0  # download gives its connection slot to others
-    deadline: float = 6 * 3600.0  # seconds one attempt may take, however fast it goes
-    resumes: int = 3  # Range requests to continue one cut attempt
+    deadline: float = 6 * 3600.0  # seconds one upstream connection may take (then resumed)
+    resumes: int = 3  # Range requests to continue one cut or dropped attempt
     # Origins (scheme://host[:port]) besides the upstreams' own that redirects may lead to.
     redirect_origins: tuple[str, ...] = ()
     scrub_rate: float = 0.0  # bytes/s the background scrub re-hashes blobs at; 0: off

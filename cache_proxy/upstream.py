@@ -14,8 +14,10 @@ wrong bytes, or hold us up, is bounded here:
   RFC 6454 §4), to the ``/file/`` door of the origin that redirected, or to an origin
   given with ``--redirect-origin``;
 - header lines, header count, the body beyond its expected size, the silence between
-  two reads, the average rate (``min_rate`` over ``rate_window``) and the whole attempt
-  (``deadline``) are bounded; an attempt over a bound is dropped and retried;
+  two reads, the average rate (``min_rate`` over ``rate_window``) and each connection
+  (``deadline``) are bounded; a connection over a bound is dropped, and its download
+  resumed from where it stopped like a cut one (``resume``), so clients' streams go
+  on; at most ``resumes`` times per attempt, then the attempt is retried;
 - a download slower than ``slow_rate`` gives its connection slot back, so a trickling
   upstream answer cannot keep every other cold fetch waiting (at most ``limit`` slow
   ones per host besides the ``limit`` normal ones).
@@ -77,7 +79,8 @@ class RefusedEncoding(UpstreamError):
 
 
 class SlowUpstream(TimeoutError):
-    """An attempt fell under the minimum rate or over the deadline: dropped, retried."""
+    """A connection fell under the minimum rate or over the deadline: dropped; its body
+    is resumed (``Committer.receive``) or, failing that, the attempt retried."""
 
 
 def check_encoding(headers: Any) -> None:
@@ -414,21 +417,17 @@ class Upstream:
         slot: Slot,
         on_body: Callable[[aiohttp.ClientResponse], Awaitable[T]],
     ) -> T:
-        """``on_body(resp)`` under the watchdog: rate, deadline, slot given up when slow."""
-        why: list[str] = []
+        """``on_body(resp)`` under the watchdog: rate, deadline, slot given up when slow.
+
+        A connection over a bound is ended with ``SlowUpstream`` in its body stream:
+        ``on_body`` sees it where it reads, as it would see a cut, and may resume.
+        """
+        watch = asyncio.create_task(self._watch(resp, slot))
         try:
-            async with asyncio.timeout(None) as cm:
-                watch = asyncio.create_task(self._watch(resp, slot, cm, why))
-                try:
-                    return await on_body(resp)
-                finally:
-                    watch.cancel()
-                    self._continued.pop(id(resp), None)
-        except TimeoutError:
-            if why:
-                self.metrics.inc("slow_aborts_total")
-                raise SlowUpstream(f"upstream too slow: {why[0]}") from None
-            raise
+            return await on_body(resp)
+        finally:
+            watch.cancel()
+            self._continued.pop(id(resp), None)
 
     async def resume(
         self, first: aiohttp.ClientResponse, offset: int, total: int, allow_skip: bool
@@ -477,25 +476,38 @@ class Upstream:
             return offset
         raise aiohttp.ClientPayloadError(f"could not resume: upstream answered {resp.status}")
 
-    async def _watch(
-        self, resp: aiohttp.ClientResponse, slot: Slot, cm: asyncio.Timeout, why: list[str]
-    ) -> None:
+    async def _watch(self, resp: aiohttp.ClientResponse, slot: Slot) -> None:
+        """Sample the current connection of ``resp``'s download (the last resumed one);
+        each connection is paced from its own start."""
         c = self.config
         loop = asyncio.get_running_loop()
-        pace = Pace(c.min_rate, c.rate_window, c.slow_rate, c.slow_after, c.deadline, loop.time())
         tick = max(0.01, min(1.0, c.slow_after / 4, c.rate_window / 4))
+        current: aiohttp.ClientResponse | None = None
+        pace: Pace | None = None
+        base = 0  # bytes the current connection's stream had when pacing began
         while True:
             await asyncio.sleep(tick)
-            chain = [resp, *self._continued.get(id(resp), ())]  # resumed ones follow
-            last = chain[-1].content
-            if last.at_eof() and last.exception() is None:
+            last = [resp, *self._continued.get(id(resp), ())][-1]  # resumed ones follow
+            if last is not current:
+                if last.content.exception() is not None:
+                    continue  # dropped: wait for the resumed connection, if one comes
+                current = last
+                pace = Pace(
+                    c.min_rate, c.rate_window, c.slow_rate, c.slow_after, c.deadline, loop.time()
+                )
+                base = last.content.total_bytes
+            assert pace is not None
+            content = current.content
+            if content.at_eof() and content.exception() is None:
                 return  # every byte is in: verifying and storing are not upstream's time
             now = loop.time()
-            reason = pace.note(now, sum(r.content.total_bytes for r in chain))
+            reason = pace.note(now, content.total_bytes - base)
             if reason is not None:
-                why.append(reason)
-                cm.reschedule(loop.time())
-                return
+                self.metrics.inc("slow_aborts_total")
+                log.info("upstream: dropping a connection: too slow: %s", reason)
+                content.set_exception(SlowUpstream(f"upstream too slow: {reason}"))
+                current.close()
+                continue
             if pace.slow(now) and self.slots.demote(slot):
                 self.metrics.inc("slow_downloads_total")
                 log.info("upstream: a slow download gives up its connection slot")
