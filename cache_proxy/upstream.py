@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import aiohttp
-from aiohttp import hdrs
+from aiohttp import hdrs, http_exceptions
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -91,6 +91,26 @@ def check_encoding(headers: Any) -> None:
     transfer = str(headers.get(hdrs.TRANSFER_ENCODING, "")).replace(" ", "").lower()
     if transfer not in ("", "chunked", "identity"):
         raise RefusedEncoding(f"upstream sent Transfer-Encoding {logsafe(transfer)!r}")
+
+
+def malformed_answer(exc: aiohttp.ClientResponseError, config: ProxyConfig) -> str:
+    """One line for an upstream answer whose header block could not be read: which
+    bound it broke, never its bytes (a hostile upstream chose them)."""
+    message = str(exc.message or "")
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 8:
+        causes.append(cause)
+        cause = cause.__cause__
+    if message.startswith("Got more than") or any(
+        isinstance(c, http_exceptions.LineTooLong) for c in causes
+    ):
+        what = f"a header line over {config.max_header_bytes} bytes"
+    elif "header" in message.lower() and "many" in message.lower():
+        what = f"more than {config.max_headers} header fields"
+    else:
+        what = f"a malformed header block ({logsafe(message.split(':', 1)[0], 80)})"
+    return f"upstream sent {what}: refused, nothing stored"
 
 
 def origin_text(url: URL) -> str:
@@ -366,10 +386,16 @@ class Upstream:
                 counted = False
                 try:
                     # Headers are bounded in size by the session and in time here.
-                    resp = await asyncio.wait_for(
-                        self._session.get(target, allow_redirects=False),
-                        self.config.connect_timeout + self.config.read_timeout,
-                    )
+                    try:
+                        resp = await asyncio.wait_for(
+                            self._session.get(target, allow_redirects=False),
+                            self.config.connect_timeout + self.config.read_timeout,
+                        )
+                    except aiohttp.ClientResponseError as exc:  # its header block broke a bound
+                        self.metrics.inc("upstream_requests_total", status="error")
+                        self.metrics.inc("refused_total", reason="header")
+                        counted = True
+                        raise UpstreamError(malformed_answer(exc, self.config)) from None
                     async with resp:
                         counted = True
                         self.metrics.inc("upstream_requests_total", status=str(resp.status))
