@@ -4,24 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
-from factory import __version__
-from factory.attest import dsse, rebuild
-from factory.attest.fetch import attached
-from factory.attest.kinds import ANN_KEYID, ANN_KIND, ANN_PREDICATE, KIND_PROVENANCE, KIND_REBUILD
+from factory.attest import dsse
+from factory.attest.kinds import ANN_KEYID, ANN_KIND, ANN_PREDICATE, KIND_PROVENANCE
 from factory.attest.provenance import PAYLOAD_TYPE, SLSA_PROVENANCE
-from factory.attest.push import attach
 from factory.attest.signer import Signer, make_signer
 from factory.attest.store import add_local_referrer, local_referrers, read_local_artifact
 from factory.common.errors import UserError
-from factory.image.compress import Compression
 from factory.image.selfdesc import top_descriptor
+from factory.pipeline.rebuildattest import sign_rebuild
 from factory.pipeline.reproduce import Reproduction
-from factory.rootfs.mmdebstrap import mmdebstrap_version
 
 
 def add_signing_arguments(g: argparse._ActionsContainer) -> None:
@@ -89,51 +83,18 @@ def sign_provenance(layout: Path, signer: Signer) -> str | None:
     return None
 
 
-def claim_for(result: Reproduction) -> rebuild.RebuildClaim:
-    spec = result.spec
-    return rebuild.RebuildClaim(
-        image=spec.recipe.ref,
-        index_digest=spec.index_digest,
-        rebuilt_digest=result.rebuilt_digest,
-        snapshot=spec.pin.text,
-        architectures=tuple(a.debian for a in spec.arches),
-        packages_from=spec.packages_from.value,
-        versions=(
-            ("compressor", Compression.parse(spec.recipe.compression).describe()),
-            ("mmdebstrap", mmdebstrap_version()),
-            ("reprobase", __version__),
-        ),
-        environment=(("machine", platform.machine()), ("python", platform.python_version())),
-        when=rebuild.utc_now(os.environ.get("SOURCE_DATE_EPOCH")),
-    )
-
-
 def attest(args: argparse.Namespace, result: Reproduction, signer: Signer) -> dict[str, Any]:
-    claim = claim_for(result)
-    env = dsse.sign(PAYLOAD_TYPE, rebuild.render(claim), signer.keyid, signer.sign)
-    data = env.render()
-    out: dict[str, Any] = {"outcome": claim.outcome, "keyid": signer.keyid, "pushed": None}
-    out["signer"] = signer.describe
-    out["envelope"] = env.to_json()
+    signed = sign_rebuild(result, signer, push=args.push)
+    out: dict[str, Any] = {
+        "outcome": signed.claim.outcome,
+        "keyid": signer.keyid,
+        "pushed": signed.pushed,
+        "signer": signer.describe,
+        "envelope": signed.envelope.to_json(),
+    }
     if args.attestation_output is not None:
-        args.attestation_output.write_bytes(data)
+        args.attestation_output.write_bytes(signed.envelope.render())
         out["file"] = str(args.attestation_output)
-    if args.push:
-        subject = attached(result.reference).subject
-        if subject.digest != claim.index_digest:
-            raise UserError(
-                f"{result.reference} now points at {subject.digest}, not the rebuilt "
-                f"{claim.index_digest}",
-                hint="name the image by digest (REF@sha256:...)",
-            )
-        ann = {
-            ANN_KIND: KIND_REBUILD,
-            ANN_PREDICATE: rebuild.PREDICATE_TYPE,
-            ANN_KEYID: signer.keyid,
-        }
-        out["pushed"] = attach(
-            result.reference, subject, dsse.MEDIA_TYPE, data, dsse.MEDIA_TYPE, ann
-        )
     return out
 
 

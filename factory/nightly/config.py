@@ -15,6 +15,7 @@ from factory.source.upstream import UPSTREAMS
 _TYPES: dict[str, type] = {
     "images": list, "architectures": list, "upstream": str, "publish": list, "reverify": int,
     "history": str, "report": str, "cache_dir": str, "proxy": str,
+    "attest_key": str, "sign_command": str,
 }  # fmt: skip
 CONFIG_HINT = "see schedules/nightly.toml"
 NIGHTLY_TYPES = _TYPES  # every key [nightly] may have, and its type (the report reads two)
@@ -32,6 +33,9 @@ class NightlyConfig:
     cache_dir: Path
     source: str
     proxy: str | None = None  # an already running reprobase proxy (e.g. on a build network)
+    # re-verification signs what it rebuilt (a rebuild attestation, attached to the image)
+    attest_key: Path | None = None  # private key PEM, or the public key with sign_command
+    sign_command: str | None = None  # a hardware token signs instead (factory.attest.signer)
 
 
 def _field(src: str, key: str, msg: str) -> UserError:
@@ -68,7 +72,25 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         cache_dir=Path(table.get("cache_dir", defaults.proxy_cache)),
         source=src,
         proxy=table.get("proxy"),
+        attest_key=_attest_key(src, table),
+        sign_command=table.get("sign_command"),
     )
+
+
+def _attest_key(src: str, table: dict[str, Any]) -> Path | None:
+    """The key is read now, so that a bad one is refused before the first build."""
+    if "attest_key" not in table:
+        if "sign_command" in table:
+            raise _field(src, "sign_command", "needs attest_key (the token's public key)")
+        return None
+    from factory.attest.keys import load_public
+
+    path = Path(table["attest_key"])
+    try:
+        load_public(path)
+    except UserError as exc:
+        raise _field(src, "attest_key", exc.message) from None
+    return path
 
 
 def load_config(path: Path) -> NightlyConfig:

@@ -24,7 +24,7 @@ from factory.common.progress import Progress
 from factory.nightly.config import NightlyConfig
 from factory.pipeline.build import BuildRequest, move_layout
 from factory.pipeline.double import Verdict, double_build
-from factory.pipeline.reproduce import reproduce
+from factory.pipeline.reproduce import Reproduction, reproduce
 from factory.pipeline.request import build_request
 from factory.pipeline.slots import BuildSlots
 from factory.publish import targets as publishing
@@ -259,6 +259,20 @@ def build_all(
                 )
 
 
+def _sign_rebuild(night: Night, res: Reproduction) -> str:
+    """Sign what the re-verification found and attach it to the published image."""
+    from factory.attest.signer import make_signer
+    from factory.pipeline.rebuildattest import sign_rebuild
+
+    assert night.cfg.attest_key is not None
+    try:
+        signer = make_signer(night.cfg.attest_key, night.cfg.sign_command)
+        signed = sign_rebuild(res, signer, push=True)
+    except UserError as exc:
+        return f"not attested: {exc.message}"
+    return f"attested ({signed.claim.outcome}) as {signed.pushed}"
+
+
 def reverify(night: Night, image: str) -> None:
     """Rebuild the last N published images from their own self-description."""
     if night.cfg.reverify <= 0 or not night.cfg.publish:
@@ -296,6 +310,8 @@ def reverify(night: Night, image: str) -> None:
             )
         except UserError as exc:
             verdict, digest_b, msg = "error", None, exc.render().removeprefix("error: ")
+        if night.cfg.attest_key is not None and verdict != "error":
+            msg += "; " + _sign_rebuild(night, res)
         night.progress.say(f"re-verify {ref}: {msg}")
         for r in night.history.records(image=rec.image):
             if r.run_id == rec.run_id and r.kind == "nightly":
