@@ -335,3 +335,15 @@ def test_layout_tag_names_one_image_everywhere(
     want = oci.read_json_blob(one, oci.read_index(one)["manifests"][0]["digest"])["manifests"]
     assert oci.read_json_blob(merged, top)["manifests"] == want
     capsys.readouterr()
+
+
+def test_a_layout_with_attached_artifacts_is_still_ours(tmp_path: Path) -> None:
+    """A build attaches SBOMs and provenance in the layout's referrers.json: building
+    into the same --output again must replace it, not refuse it as foreign."""
+    dest = tmp_path / "layout"
+    our_layout(dest, seed=1)
+    (dest / outputs.REFERRERS_FILE).write_text("{}")
+    assert outputs.kind_of(dest) is outputs.Kind.LAYOUT
+    outputs.check(dest, outputs.Kind.LAYOUT)
+    (dest / "notes.txt").write_text("mine")  # anything else still makes it foreign
+    assert outputs.kind_of(dest) is None

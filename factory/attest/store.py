@@ -19,14 +19,13 @@ from typing import Any
 
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
+from factory.common.outputs import REFERRERS_FILE  # outputs must know it is ours
 from factory.image import oci
 from factory.registry.referrers import (
     EMPTY_JSON,
     add_to_referrers_index,
     artifact_manifest,
 )
-
-REFERRERS_FILE = "referrers.json"
 
 
 @dataclass(frozen=True)

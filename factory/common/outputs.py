@@ -36,6 +36,12 @@ _HEX = frozenset("0123456789abcdef")
 _OUR_PREFIX = "org.reprobase."  # factory.image.config.LABEL_PREFIX (not imported: no cycle)
 
 
+# What a layout of ours holds: the OCI image layout's files, and the list of artifacts
+# attached to its images (SBOMs, provenance; factory.attest.store writes it).
+REFERRERS_FILE = "referrers.json"
+LAYOUT_FILES = frozenset({"oci-layout", "index.json", "blobs", REFERRERS_FILE})
+
+
 def _is_blob_name(name: str) -> bool:
     return len(name) == 64 and set(name) <= _HEX
 
@@ -44,7 +50,7 @@ def _is_layout(path: Path) -> bool:
     """An OCI image layout whose images carry our annotations, and nothing else."""
     if not path.is_dir() or path.is_symlink():
         return False
-    if not {p.name for p in path.iterdir()} <= {"oci-layout", "index.json", "blobs"}:
+    if not {p.name for p in path.iterdir()} <= LAYOUT_FILES:
         return False
     blobs = path / "blobs"
     try:
