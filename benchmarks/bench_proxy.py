@@ -1,4 +1,4 @@
-"""Benchmark: our cache proxy side by side with apt-cacher-ng and approx, same run, loopback.
+"""Benchmark: our cache proxy side by side with apt-cacher-ng, approx and nginx, loopback.
 
     .venv/bin/python benchmarks/bench_proxy.py [--seconds S] [--rounds N] [--only PART]
 
@@ -6,7 +6,10 @@ All three caches run as our own processes with temporary configs and caches, in
 front of one local fake snapshot.debian.org (tests/fakesnap.py). Measured:
 
 1. warm hits: requests/s for a small .deb (ab -k), MiB/s for a large one (a client
-   reading into a 1 MiB buffer: ab's 8 KiB reads are slower than every peer), 1/16/64 clients;
+   reading into a 1 MiB buffer: ab's 8 KiB reads are slower than every peer), 1/16/64
+   clients; nginx takes part here only (a caching reverse proxy, ``proxy_cache``, one
+   worker per core as ours has, its access log written as ours is: the fastest
+   general-purpose cache there is, the bar for "warm hits cost nothing");
 2. cold misses: 16 clients ask for one file behind a slow upstream; upstream fetches;
 3. ten snapshot timestamps sharing pool files: upstream bytes and disk bytes;
 4. a hostile upstream: 10% of answers cut mid-body (client requests that fail, for a
@@ -14,8 +17,9 @@ front of one local fake snapshot.debian.org (tests/fakesnap.py). Measured:
    another cold fetch waits behind them).
 
 Peers are reached as they are normally used: apt-cacher-ng as an HTTP proxy,
-approx by its repository prefix. Needs: apache2-utils (ab), apt-cacher-ng, approx,
-systemd (systemd-socket-activate, to run approx without inetd).
+approx by its repository prefix, nginx as a mirror. Needs: apache2-utils (ab),
+apt-cacher-ng, approx, systemd (systemd-socket-activate, to run approx without inetd),
+nginx (nginx-light).
 """
 
 from __future__ import annotations
@@ -242,6 +246,72 @@ def start_approx(tmp: Path, up: FakeSnapshot) -> Peer:
     )
 
 
+NGINX_CONF = """
+daemon off;
+user {user};
+worker_processes {workers};
+pid {base}/nginx.pid;
+error_log {base}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {base}/access.log;
+    sendfile on;
+    tcp_nopush off;  # on: ~25 req/s for one keep-alive client (delayed ACKs)
+    keepalive_requests 1000000;
+    client_body_temp_path {base}/body;
+    proxy_temp_path {base}/proxy;
+    fastcgi_temp_path {base}/fastcgi;
+    uwsgi_temp_path {base}/uwsgi;
+    scgi_temp_path {base}/scgi;
+    proxy_cache_path {base}/cache levels=1:2 keys_zone=debs:16m max_size=8g inactive=1y
+                     use_temp_path=off;
+    server {{
+        listen 127.0.0.1:{port};
+        location /mirror/ {{
+            proxy_pass {origin};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache debs;
+            proxy_cache_valid 200 1y;
+            proxy_cache_lock on;
+            proxy_ignore_headers Cache-Control Expires;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(tmp: Path, up: FakeSnapshot) -> Peer:
+    """nginx as a caching mirror of the fake's plain mirror (warm hits only)."""
+    port = free_low_port()
+    base = tmp / "nginx"
+    (base / "cache").mkdir(parents=True)
+    conf = base / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            user="root" if os.geteuid() == 0 else os.environ.get("USER", "nobody"),
+            workers=len(os.sched_getaffinity(0)),
+            base=base,
+            port=port,
+            origin=up.origin,
+        )
+    )
+    proc = spawn(
+        ["nginx", "-p", str(base), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=tmp / "nginx.err",
+    )
+    addr = f"http://127.0.0.1:{port}"
+    wait_http(f"{addr}/mirror/debian/dists/bookworm/Release")
+    return Peer(
+        "nginx",
+        base / "cache",
+        proc,
+        mirror_url=lambda p: f"{addr}/mirror/debian/{p}",
+        snap_url=lambda ts, p: f"{addr}/mirror/debian/{p}",
+    )
+
+
 # ------------------------------------------------------------------ measures
 def ab(
     peer: Peer, url: str, concurrency: int, seconds: float, n: int | None = None
@@ -391,9 +461,10 @@ class Table:
         print(f"  {name}: " + ", ".join(f"{k}={v:,.1f}" for k, v in values.items()), flush=True)
 
     def render(self) -> str:
-        peers = ["ours", "apt-cacher-ng", "approx"]
+        peers = ["ours", "apt-cacher-ng", "approx", "nginx"]
+        against = (("apt-cacher-ng", 11), ("approx", 13), ("nginx", 12))
         head = f"{'measure':<44}" + "".join(f"{p:>15}" for p in peers)
-        head += f"{'ours/acng':>11}{'ours/approx':>13}"
+        head += f"{'ours/acng':>11}{'ours/approx':>13}{'ours/nginx':>12}"
         lines = [head, "-" * len(head)]
         for name, values, failed in self.rows:
             cells = "".join(
@@ -401,7 +472,7 @@ class Table:
                 for p in peers
             )
             ratios = ""
-            for peer, width in (("apt-cacher-ng", 11), ("approx", 13)):
+            for peer, width in against:
                 v = values.get(peer, 0.0)
                 good = v and peer not in failed and "ours" not in failed
                 ratios += f"{values['ours'] / v:>{width}.2f}" if good else f"{'n/a':>{width}}"
@@ -612,13 +683,13 @@ def main() -> int:
     args = parser.parse_args()
     missing = [
         t
-        for t in ("ab", "apt-cacher-ng", "approx", "systemd-socket-activate")
+        for t in ("ab", "apt-cacher-ng", "approx", "systemd-socket-activate", "nginx")
         if shutil.which(t) is None
     ]
     if missing:
         print(
             f"error: missing {', '.join(missing)} (hint: apt-get install apache2-utils "
-            "apt-cacher-ng approx systemd)",
+            "apt-cacher-ng approx systemd nginx-light)",
             file=sys.stderr,
         )
         return 2
@@ -645,7 +716,11 @@ def main() -> int:
                 with started(tmp / "warm", up) as peers:
                     if "warm" in parts:
                         print("warm hits", flush=True)
-                        warm(peers, table, args.seconds, args.rounds)
+                        nginx = start_nginx(tmp / "warm", up.fake)
+                        try:
+                            warm([*peers, nginx], table, args.seconds, args.rounds)
+                        finally:
+                            nginx.stop()
                     if "cold" in parts:
                         print("cold misses", flush=True)
                         cold(peers, up, table)
