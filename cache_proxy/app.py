@@ -477,7 +477,9 @@ class ProxyApp(Front):
 
     # ------------------------------------------------------------- build pins
     def pinning(self) -> bool:
-        return self.cache.pins.active
+        # Without a size cap nothing is evicted: a lease has nothing to hold, and hit
+        # workers keep answering the build's hits themselves.
+        return self.config.max_size is not None and self.cache.pins.active
 
     def hold(self, sha256: str, size: int) -> None:
         self.cache.pins.hold(sha256, size)
@@ -489,7 +491,7 @@ class ProxyApp(Front):
                 self.hold(row.sha256, row.size)
 
     def _pins_changed(self, active: bool) -> None:
-        if self.board is not None:
+        if self.board is not None and self.config.max_size is not None:
             self.board.set_pinning(active)  # workers relay pinning clients meanwhile
 
     def _pin_metrics(self) -> None:

@@ -244,3 +244,24 @@ async def test_the_factory_pins_for_the_length_of_a_build(
         return seen
 
     assert await asyncio.to_thread(no_pins) == [None, None]
+
+
+async def test_without_a_cap_a_lease_holds_nothing_and_workers_keep_their_hits(
+    fake: FakeSnapshot,
+    make_proxy: MakeProxy,
+    own_worker: OwnWorker,  # noqa: F811
+) -> None:
+    proxy = await make_proxy(workers=2, pin_networks=BUILD_NET)  # no --max-size
+    base = await own_worker(proxy)
+    files = fake.runs["debian"][0].files
+    pool = pool_of(fake)
+    async with build_session() as builder:
+        status, lease = await call(builder, "POST", f"{base}/pins")
+        assert status == 201
+        assert proxy.server.board is not None and not proxy.server.board.pinning
+        for _ in range(2):
+            await fetch_all(builder, base, fake, pool[:1])
+        assert proxy.server.board.totals()["hits_total"][()] == 1  # the worker's own hit
+        status, done = await call(builder, "DELETE", f"{base}/pins/{lease['lease']}")
+        assert status == 200 and done["blobs"] == 0
+    assert on_disk(proxy, files[pool[0]])
