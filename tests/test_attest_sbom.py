@@ -43,7 +43,7 @@ def test_license_lines_keep_only_what_is_parsed() -> None:
 
 
 def test_deb_hashes_ignores_other_versions() -> None:
-    text = "Package: a\nVersion: 1\nArchitecture: all\nSHA256: aa\nSize: 3\nFilename: f\n"
+    text = b"Package: a\nVersion: 1\nArchitecture: all\nSHA256: aa\nSize: 3\nFilename: f\n"
     assert deb_hashes(text, {("a", "2", "all")}) == {}
     assert deb_hashes(text, {("a", "1", "all")})["a 1 all"]["sha256"] == "aa"
 

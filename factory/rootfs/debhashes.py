@@ -58,17 +58,20 @@ def installed_keys(status_text: str) -> set[tuple[str, str, str]]:
 
 
 def deb_hashes(
-    packages_text: str, wanted: set[tuple[str, str, str]], archive: str = "debian"
+    packages: bytes, wanted: set[tuple[str, str, str]], archive: str = "debian"
 ) -> dict[str, dict[str, Any]]:
-    """Pure: `name version arch` -> {archive, sha256, size, filename}, wanted packages only."""
-    names = {k[0] for k in wanted}
+    """Pure: `name version arch` -> {archive, sha256, size, filename}, wanted packages only.
+
+    Bytes, not text: a list has ~60 000 paragraphs and an image ~100 packages, so only the
+    paragraphs of wanted names are decoded (decoding all of bookworm's 50 MB doubled the
+    hook's time)."""
+    names = {k[0].encode() for k in wanted}
     out: dict[str, dict[str, Any]] = {}
-    for para in packages_text.split("\n\n"):
-        # cheap test first: a Packages list has ~60 000 paragraphs, an image ~100 packages
-        first, _, _ = para.lstrip("\n").partition("\n")
-        if first.removeprefix("Package: ") not in names:
+    for para in packages.split(b"\n\n"):
+        first, _, _ = para.lstrip(b"\n").partition(b"\n")
+        if first[len(b"Package: ") :] not in names or not first.startswith(b"Package: "):
             continue
-        f = _fields(para)
+        f = _fields(para.decode("utf-8", "replace"))
         key = (f.get("Package", ""), f.get("Version", ""), f.get("Architecture", ""))
         if key in wanted and "SHA256" in f:
             out[" ".join(key)] = {
@@ -131,8 +134,7 @@ def collect(root: Path) -> dict[str, Any]:
     for f in sorted(lists.iterdir()) if lists.is_dir() else []:
         base, _, ext = f.name.partition("_Packages")
         if base != f.name and ext in OPENERS:
-            text = OPENERS[ext](f).decode("utf-8", "replace")
-            debs.update(deb_hashes(text, wanted, archive_of(f.name)[0]))
+            debs.update(deb_hashes(OPENERS[ext](f), wanted, archive_of(f.name)[0]))
         elif f.name.endswith("_InRelease"):
             releases.append(release_entry(f.name, f.read_bytes()))
     releases.sort(key=lambda r: (r["archive"], r["path"]))
