@@ -12,7 +12,7 @@ from factory.diffing import culprits
 from factory.diffing.content import ContentProbe, common_prefix, compare_streams, describe, hexdump
 from factory.diffing.jsoncmp import compare_json, flatten
 from factory.diffing.mergejoin import component_key
-from factory.diffing.model import Kind
+from factory.diffing.model import DiffKind
 from factory.diffing.tarstream import TarReader, normalise
 
 LONG = "usr/share/" + "very-long-directory-name/" * 8 + "file.txt"
@@ -139,7 +139,7 @@ def test_json_flatten_and_compare() -> None:
     }
     other = {"config": {"Env": ["A=2"]}, "extra": True}
     assert compare_json(doc, other, skip=("history",)) == [
-        ("config.Env", Kind.CHANGED, '["A=1"]', '["A=2"]'),
-        ('config.Labels["org.x.y"]', Kind.REMOVED, "1", None),
-        ("extra", Kind.ADDED, None, "true"),
+        ("config.Env", DiffKind.CHANGED, '["A=1"]', '["A=2"]'),
+        ('config.Labels["org.x.y"]', DiffKind.REMOVED, "1", None),
+        ("extra", DiffKind.ADDED, None, "true"),
     ]

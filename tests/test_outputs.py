@@ -166,13 +166,13 @@ def test_ours_is_replaced_atomically_without_debris(tmp_path: Path) -> None:
     dest = tmp_path / "out" / "layout"
     src = tmp_path / "build-a"
     our_layout(src, seed=1)
-    outputs.install_dir(src, dest, outputs.Kind.LAYOUT)
+    outputs.install_dir(src, dest, outputs.OutputKind.LAYOUT)
     first = snapshot_tree(dest)
     src2 = tmp_path / "build-b"
     our_layout(src2, seed=2)
-    outputs.install_dir(src2, dest, outputs.Kind.LAYOUT)
+    outputs.install_dir(src2, dest, outputs.OutputKind.LAYOUT)
     assert snapshot_tree(dest) != first
-    assert outputs.kind_of(dest) is outputs.Kind.LAYOUT
+    assert outputs.kind_of(dest) is outputs.OutputKind.LAYOUT
     assert sorted(p.name for p in dest.parent.iterdir()) == ["layout"]
     assert not src.exists() and not src2.exists()
 
@@ -181,7 +181,7 @@ def test_a_failure_while_writing_leaves_the_old_output(tmp_path: Path) -> None:
     dest = tmp_path / "out"
     our_layout(dest)
     before = snapshot_tree(dest)
-    with pytest.raises(RuntimeError), outputs.replacing(dest, outputs.Kind.LAYOUT) as new:
+    with pytest.raises(RuntimeError), outputs.replacing(dest, outputs.OutputKind.LAYOUT) as new:
         new.mkdir()
         (new / "half").write_text("half a layout")
         raise RuntimeError("the build broke")
@@ -193,22 +193,22 @@ def test_another_kind_of_ours_needs_force(tmp_path: Path, history_file: Path) ->
     dest = tmp_path / "site"
     with History(history_file) as h:
         write_report(h, dest)
-    assert outputs.kind_of(dest) is outputs.Kind.REPORT
+    assert outputs.kind_of(dest) is outputs.OutputKind.REPORT
     with pytest.raises(UserError, match="is a reprobase report, not a reprobase OCI"):
-        outputs.check(dest, outputs.Kind.LAYOUT)
+        outputs.check(dest, outputs.OutputKind.LAYOUT)
     src = tmp_path / "built"
     our_layout(src)
-    outputs.install_dir(src, dest, outputs.Kind.LAYOUT, force=True)
-    assert outputs.kind_of(dest) is outputs.Kind.LAYOUT
+    outputs.install_dir(src, dest, outputs.OutputKind.LAYOUT, force=True)
+    assert outputs.kind_of(dest) is outputs.OutputKind.LAYOUT
 
 
 def test_empty_dir_and_absent_paths_are_fine(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    outputs.check(tmp_path / "empty", outputs.Kind.REPORT)
-    outputs.check(tmp_path / "new" / "deeper", outputs.Kind.LAYOUT)
+    outputs.check(tmp_path / "empty", outputs.OutputKind.REPORT)
+    outputs.check(tmp_path / "new" / "deeper", outputs.OutputKind.LAYOUT)
     assert not (tmp_path / "new").exists()  # checking creates nothing
     with pytest.raises(UserError, match="refusing"):
-        outputs.check(tmp_path / "empty", outputs.Kind.ARCHIVE)  # a file is wanted
+        outputs.check(tmp_path / "empty", outputs.OutputKind.ARCHIVE)  # a file is wanted
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_look_alikes_are_not_ours(tmp_path: Path, make: Callable[[Path], object]
     dest = tmp_path / "x"
     make(dest)
     assert outputs.kind_of(dest) is None
-    for kind in outputs.Kind:
+    for kind in outputs.OutputKind:
         with pytest.raises(UserError, match="refusing"):
             outputs.check(dest, kind, force=True)
 
@@ -242,9 +242,9 @@ def test_unwritable_places_are_one_line(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(UserError, match="is not a directory"):
-        outputs.check(f / "sub" / "out", outputs.Kind.LAYOUT)
+        outputs.check(f / "sub" / "out", outputs.OutputKind.LAYOUT)
     with pytest.raises(UserError, match="cannot write"):
-        outputs.check(Path("/proc/reprobase-x"), outputs.Kind.LAYOUT)
+        outputs.check(Path("/proc/reprobase-x"), outputs.OutputKind.LAYOUT)
 
 
 def test_report_and_archive_replace_their_own(
@@ -259,7 +259,7 @@ def test_report_and_archive_replace_their_own(
     for _ in range(2):
         argv = ["publish", str(layout), "--archive-name", "x/y:z", "--output-archive", str(tar)]
         assert main(argv) == 0
-    assert outputs.kind_of(tar) is outputs.Kind.ARCHIVE
+    assert outputs.kind_of(tar) is outputs.OutputKind.ARCHIVE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hist", "image.tar", "l", "site"]
 
 
@@ -343,7 +343,7 @@ def test_a_layout_with_attached_artifacts_is_still_ours(tmp_path: Path) -> None:
     dest = tmp_path / "layout"
     our_layout(dest, seed=1)
     (dest / outputs.REFERRERS_FILE).write_text("{}")
-    assert outputs.kind_of(dest) is outputs.Kind.LAYOUT
-    outputs.check(dest, outputs.Kind.LAYOUT)
+    assert outputs.kind_of(dest) is outputs.OutputKind.LAYOUT
+    outputs.check(dest, outputs.OutputKind.LAYOUT)
     (dest / "notes.txt").write_text("mine")  # anything else still makes it foreign
     assert outputs.kind_of(dest) is None

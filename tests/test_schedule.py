@@ -173,7 +173,7 @@ def test_cron_entry() -> None:
     assert fields[:6] == ["30", "1", "*", "*", "*", "root"]
     command = fields[6]
     assert command.startswith("flock -n /run/lock/reprobase-nightly.cron ")
-    nightly = units.Paths(units.DEFAULT_REPROBASE, units.DEFAULT_CONFIG).command("nightly")
+    nightly = units.UnitPaths(units.DEFAULT_REPROBASE, units.DEFAULT_CONFIG).command("nightly")
     assert nightly in command
     sh = run(["/bin/sh", "-n", "-c", command])  # the shell cron runs it with accepts it
     assert sh.returncode == 0, sh.stderr
@@ -348,7 +348,7 @@ def test_install_cron(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "cron.d" / "reprobase").read_text()
-    assert text == units.cron(units.Paths(REPROBASE, config))
+    assert text == units.cron(units.UnitPaths(REPROBASE, config))
     assert f"{REPROBASE} nightly --config {config}" in text
 
 
@@ -399,7 +399,7 @@ def test_show(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     proc = run([str(REPROBASE), "schedule", "show", "--config", str(config)])
     assert proc.returncode == 0, proc.stderr
-    paths = units.Paths(REPROBASE, config)
+    paths = units.UnitPaths(REPROBASE, config)
     assert proc.stdout == (
         f"# /etc/systemd/system/{units.SERVICE_NAME}\n{units.service(paths)}\n"
         f"# /etc/systemd/system/{units.TIMER_NAME}\n{units.timer()}\n"

@@ -191,10 +191,10 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.image, RecipeBook.resolve(args.recipes))
     pin = resolve_pin(args.date, args.snapshot)
     output = args.output or Path("out") / f"{recipe.name}-{recipe.tag}"
-    outputs.check(output, outputs.Kind.LAYOUT, force=args.force)
+    outputs.check(output, outputs.OutputKind.LAYOUT, force=args.force)
     if not args.once:  # where a mismatch's evidence goes
         evidence = output.with_name(output.name + ".mismatch")
-        outputs.check(evidence, outputs.Kind.MISMATCH, force=args.force)
+        outputs.check(evidence, outputs.OutputKind.MISMATCH, force=args.force)
     # Everything else is refused now too, not after the proxy started or the double build.
     select_arches(recipe, args.arch)
     source_choice(args).validate()

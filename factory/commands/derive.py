@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
     ctx = contexts.pack(args.context or file.parent)
     tag = _tag(args, file)
     output = args.output or Path("out") / tag.replace(":", "-").replace("/", "-")
-    outputs.check(output, outputs.Kind.LAYOUT, force=args.force)
+    outputs.check(output, outputs.OutputKind.LAYOUT, force=args.force)
     if not args.once:
-        outputs.check(output.with_name(output.name + ".mismatch"), outputs.Kind.MISMATCH,
+        outputs.check(output.with_name(output.name + ".mismatch"), outputs.OutputKind.MISMATCH,
                       force=args.force)  # fmt: skip
     choice = SourceChoice(None, None, args.proxy, args.upstream, args.cache_dir)
     choice.validate()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.common.errors import UserError
-from factory.recipes.book import ENV, Entry, RecipeBook
+from factory.recipes.book import ENV, BookEntry, RecipeBook
 from factory.recipes.recipe import load_recipe
 
 HELP = "list the recipes reprobase knows (NAME:TAG, suite, variant, architectures, origin)"
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
 
 
-def describe(entry: Entry) -> dict[str, Any]:
+def describe(entry: BookEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "ref": entry.ref,
         "path": str(entry.path),

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outputs.check(args.output, outputs.Kind.LAYOUT, force=args.force)
+    outputs.check(args.output, outputs.OutputKind.LAYOUT, force=args.force)
     idx = merge_layouts([split_layout(t) for t in args.layouts], args.output, force=args.force)
     print(
         json.dumps({"index_digest": idx.digest, "output": str(args.output)})

@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
     validate_night(cfg, args.only or (), arches, args.output_layout)
     if args.output_layout:
         outputs.check(
-            args.output_layout, outputs.Kind.LAYOUT, force=args.force, flag="--output-layout"
+            args.output_layout, outputs.OutputKind.LAYOUT, force=args.force, flag="--output-layout"
         )
     else:
-        outputs.check(cfg.report, outputs.Kind.REPORT, flag="[nightly] report")
+        outputs.check(cfg.report, outputs.OutputKind.REPORT, flag="[nightly] report")
     result = run_nightly(
         cfg,
         pin,

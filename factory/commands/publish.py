@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         parse_reference(ref, default_tag=None)
     summary: dict[str, object] = {}
     if args.output_archive is not None:
-        kind, flag = outputs.Kind.ARCHIVE, "--output-archive"
+        kind, flag = outputs.OutputKind.ARCHIVE, "--output-archive"
         outputs.check(args.output_archive, kind, force=args.force, flag=flag)
         name = _archive_name(layout, refs, args.archive_name)
         write_archive(layout, args.output_archive, name, force=args.force, image_tag=image_tag)

@@ -55,14 +55,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
-class Paths:
+class ReportPaths:
     history: Path
     output: Path
 
 
-def default_paths(where: defaults.Paths) -> Paths:
+def default_paths(where: defaults.Paths) -> ReportPaths:
     """The nightly's own defaults (factory.common.paths): report reads what nightly wrote."""
-    return Paths(where.history, where.report)
+    return ReportPaths(where.history, where.report)
 
 
 def config_paths(config: Path) -> tuple[Path | None, Path | None]:
@@ -79,13 +79,13 @@ def config_paths(config: Path) -> tuple[Path | None, Path | None]:
     return found[0], found[1]
 
 
-def resolve_paths(args: argparse.Namespace) -> Paths:
+def resolve_paths(args: argparse.Namespace) -> ReportPaths:
     """Flag, then config file, then the default for this user."""
     default = default_paths(defaults.Paths.for_user())
     from_config: tuple[Path | None, Path | None] = (None, None)
     if args.config is not None:
         from_config = config_paths(args.config)
-    return Paths(
+    return ReportPaths(
         history=args.history or from_config[0] or default.history,
         output=args.output or from_config[1] or default.output,
     )
@@ -93,7 +93,7 @@ def resolve_paths(args: argparse.Namespace) -> Paths:
 
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(args)
-    outputs.check(paths.output, outputs.Kind.REPORT, force=args.force)
+    outputs.check(paths.output, outputs.OutputKind.REPORT, force=args.force)
     if not paths.history.is_file():
         raise UserError(
             f"no history at {paths.history}",

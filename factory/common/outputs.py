@@ -130,7 +130,7 @@ def _is_mismatch(path: Path) -> bool:
     return "report.json" in names and names <= {"a", "b", "report.json", "report.txt"}
 
 
-class Kind(enum.Enum):
+class OutputKind(enum.Enum):
     """What a command writes; each kind knows how to recognise an earlier one of itself."""
 
     LAYOUT = "a reprobase OCI image layout"
@@ -141,20 +141,20 @@ class Kind(enum.Enum):
     @property
     def recognise(self) -> Callable[[Path], bool]:
         return {
-            Kind.LAYOUT: _is_layout,
-            Kind.REPORT: _is_report,
-            Kind.ARCHIVE: _is_archive,
-            Kind.MISMATCH: _is_mismatch,
+            OutputKind.LAYOUT: _is_layout,
+            OutputKind.REPORT: _is_report,
+            OutputKind.ARCHIVE: _is_archive,
+            OutputKind.MISMATCH: _is_mismatch,
         }[self]
 
     @property
     def is_dir(self) -> bool:
-        return self is not Kind.ARCHIVE
+        return self is not OutputKind.ARCHIVE
 
 
-def kind_of(path: Path) -> Kind | None:
+def kind_of(path: Path) -> OutputKind | None:
     """Which of our artefacts path is (None: not ours, or nothing there)."""
-    for kind in Kind:
+    for kind in OutputKind:
         if kind.recognise(path):
             return kind
     return None
@@ -174,7 +174,7 @@ def _probe_writable(dest: Path, flag: str) -> None:
         raise UserError(f"cannot write {flag} {dest}: {why}", hint="choose a writable path")
 
 
-def check(dest: Path, kind: Kind, *, force: bool = False, flag: str = "--output") -> None:
+def check(dest: Path, kind: OutputKind, *, force: bool = False, flag: str = "--output") -> None:
     """Refuse dest unless it is absent, an empty directory, or ours (see the module doc)."""
     why = protected_reason(dest)
     if why is not None:
@@ -223,7 +223,7 @@ def _swap(new: Path, dest: Path, attic: Path) -> None:
 
 @contextmanager
 def replacing(
-    dest: Path, kind: Kind, *, force: bool = False, flag: str = "--output"
+    dest: Path, kind: OutputKind, *, force: bool = False, flag: str = "--output"
 ) -> Iterator[Path]:
     """Yield a path beside dest to write the new output to (a directory or a file, not
     yet created); when the block succeeds, it replaces dest atomically. On failure,
@@ -246,7 +246,7 @@ def replacing(
 
 
 def install_dir(
-    src: Path, dest: Path, kind: Kind, *, force: bool = False, flag: str = "--output"
+    src: Path, dest: Path, kind: OutputKind, *, force: bool = False, flag: str = "--output"
 ) -> None:
     """Move the finished directory src to dest (replacing ours, refusing anything else)."""
     with replacing(dest, kind, force=force, flag=flag) as new:

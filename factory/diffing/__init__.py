@@ -14,17 +14,17 @@ from pathlib import Path
 
 from factory.diffing.collect import DEFAULT_LIMIT, Collector
 from factory.diffing.images import ImageComparison
-from factory.diffing.model import Category, Difference, DiffReport, IgnoredGroup, Kind, Level
+from factory.diffing.model import Category, Difference, DiffKind, DiffReport, IgnoredGroup, Level
 from factory.diffing.render import render_summary, render_text
 from factory.diffing.sources import resolve
 from factory.diffing.stores import verify_tree
 
 __all__ = [
     "Category",
+    "DiffKind",
     "DiffReport",
     "Difference",
     "IgnoredGroup",
-    "Kind",
     "Level",
     "diff_images",
     "render_summary",

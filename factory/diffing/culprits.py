@@ -15,59 +15,61 @@ from factory.diffing.model import Value
 
 
 @dataclass(frozen=True)
-class Rule:
+class Culprit:
     patterns: tuple[str, ...]  # fnmatch patterns on the path (leading "/")
     note: str
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(
+RULES: tuple[Culprit, ...] = (
+    Culprit(
         ("/var/log/*",),
         "log written during the build: empty /var/log (dpkg.log, apt/*, "
         "alternatives.log) after installing",
     ),
-    Rule(
+    Culprit(
         ("/var/cache/ldconfig/aux-cache",),
         "ldconfig's aux-cache records inode numbers and mtimes of the build host: delete it",
     ),
-    Rule(
+    Culprit(
         ("*.pyc",),
         "Python bytecode embeds the source file's mtime: compile with "
         "SOURCE_DATE_EPOCH set (py_compile then uses checked-hash pycs) or do not ship .pyc",
     ),
-    Rule(
+    Culprit(
         ("/etc/machine-id", "/var/lib/dbus/machine-id"),
         "machine-id is generated per "
         "installation: leave /etc/machine-id empty (systemd fills it at first boot)",
     ),
-    Rule(
+    Culprit(
         ("/etc/hostname", "/etc/hosts", "/etc/mailname"),
         "the build host's name leaked into "
         "the image: write a fixed hostname (run the build in its own UTS namespace)",
     ),
-    Rule(
+    Culprit(
         ("/etc/resolv.conf",),
         "the build host's resolver configuration leaked: write a fixed /etc/resolv.conf",
     ),
-    Rule(
+    Culprit(
         ("/var/lib/apt/lists/*", "/var/cache/apt/*"),
         "apt indexes/caches from the build: remove /var/lib/apt/lists/* and /var/cache/apt/*",
     ),
-    Rule(
+    Culprit(
         ("/etc/*-", "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"),
         "backup file left by shadow/debconf/dpkg: remove *-old and *- backups",
     ),
-    Rule(
+    Culprit(
         ("/etc/ssh/ssh_host_*",),
         "SSH host keys generated at build time: remove them and generate them at first boot",
     ),
-    Rule(
+    Culprit(
         ("/var/lib/systemd/random-seed", "/var/lib/urandom/random-seed"),
         "random seed saved during the build: remove it",
     ),
-    Rule(("/var/cache/man/*",), "man-db index with build timestamps: remove /var/cache/man"),
-    Rule(("/etc/apt/apt.conf.d/01autoremove-kernels",), "lists the build host's kernel: remove it"),
-    Rule(
+    Culprit(("/var/cache/man/*",), "man-db index with build timestamps: remove /var/cache/man"),
+    Culprit(
+        ("/etc/apt/apt.conf.d/01autoremove-kernels",), "lists the build host's kernel: remove it"
+    ),
+    Culprit(
         ("/etc/ld.so.cache",),
         "ldconfig's cache: it changes when libraries change, or when "
         "ldconfig ran in another order; regenerate it as the last step",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from factory.diffing import culprits
 from factory.diffing.content import ContentProbe, describe
-from factory.diffing.model import Category, Difference, Kind, Level, Value
-from factory.diffing.tarstream import Entry
+from factory.diffing.model import Category, Difference, DiffKind, Level, Value
+from factory.diffing.tarstream import TarEntry
 
 # pax records that carry timestamps (harmless); other unknown records only encode.
 TIME_RECORDS = {"atime", "ctime", "LIBARCHIVE.creationtime"}
@@ -15,7 +15,7 @@ def fmt_mtime(v: float) -> int | float:
     return int(v) if v == int(v) else v
 
 
-def _fields(e: Entry) -> dict[str, Value]:
+def _fields(e: TarEntry) -> dict[str, Value]:
     return {
         "type": e.type,
         "mode": f"{e.mode:04o}",
@@ -30,12 +30,14 @@ def _fields(e: Entry) -> dict[str, Value]:
     }
 
 
-def summary_of(e: Entry) -> str:
+def summary_of(e: TarEntry) -> str:
     extra = f" -> {e.linkname}" if e.linkname else f", {e.size} bytes" if e.type == "file" else ""
     return f"{e.type}, mode {e.mode:04o}, {e.uid}:{e.gid}{extra}"
 
 
-def presence(where: str, a: Entry | None, b: Entry | None, sde: int | None = None) -> Difference:
+def presence(
+    where: str, a: TarEntry | None, b: TarEntry | None, sde: int | None = None
+) -> Difference:
     e = a if a is not None else b
     assert e is not None
     late = culprits.mtime_note(a.mtime if a else None, b.mtime if b else None, sde)
@@ -44,14 +46,14 @@ def presence(where: str, a: Entry | None, b: Entry | None, sde: int | None = Non
         where=where,
         subject=e.display,
         field="",
-        kind=Kind.REMOVED if b is None else Kind.ADDED,
+        kind=DiffKind.REMOVED if b is None else DiffKind.ADDED,
         a=summary_of(a) if a else None,
         b=summary_of(b) if b else None,
         note=culprits.path_note(e.display) or late,
     )
 
 
-def compare_entries(where: str, a: Entry, b: Entry, sde: int | None) -> list[Difference]:
+def compare_entries(where: str, a: TarEntry, b: TarEntry, sde: int | None) -> list[Difference]:
     out = []
     fa, fb = _fields(a), _fields(b)
     for name, va in fa.items():
@@ -60,14 +62,14 @@ def compare_entries(where: str, a: Entry, b: Entry, sde: int | None) -> list[Dif
             cat = Category.TIMESTAMP if name == "mtime" else Category.BEHAVIOUR
             note = culprits.entry_note(a.display, name, va, vb, sde)
             out.append(
-                Difference(Level.FILE, where, a.display, name, Kind.CHANGED, va, vb, cat, note)
+                Difference(Level.FILE, where, a.display, name, DiffKind.CHANGED, va, vb, cat, note)
             )
     out += _xattr_diffs(where, a, b)
     out += _pax_diffs(where, a, b)
     return out
 
 
-def _xattr_diffs(where: str, a: Entry, b: Entry) -> list[Difference]:
+def _xattr_diffs(where: str, a: TarEntry, b: TarEntry) -> list[Difference]:
     xa, xb = dict(a.xattrs), dict(b.xattrs)
     out = []
     for key in sorted(xa.keys() | xb.keys()):
@@ -79,7 +81,7 @@ def _xattr_diffs(where: str, a: Entry, b: Entry) -> list[Difference]:
                     where,
                     a.display,
                     f"xattr {key}",
-                    Kind.CHANGED,
+                    DiffKind.CHANGED,
                     va.hex() if va is not None else None,
                     vb.hex() if vb is not None else None,
                 )
@@ -87,7 +89,7 @@ def _xattr_diffs(where: str, a: Entry, b: Entry) -> list[Difference]:
     return out
 
 
-def _pax_diffs(where: str, a: Entry, b: Entry) -> list[Difference]:
+def _pax_diffs(where: str, a: TarEntry, b: TarEntry) -> list[Difference]:
     pa, pb = dict(a.pax), dict(b.pax)
     out = []
     for key in sorted(pa.keys() | pb.keys()):
@@ -99,7 +101,7 @@ def _pax_diffs(where: str, a: Entry, b: Entry) -> list[Difference]:
                     where,
                     a.display,
                     f"pax {key}",
-                    Kind.CHANGED,
+                    DiffKind.CHANGED,
                     pa.get(key),
                     pb.get(key),
                     cat,
@@ -125,5 +127,5 @@ def content_difference(
     )
 
 
-def has_content(e: Entry) -> bool:
+def has_content(e: TarEntry) -> bool:
     return e.type == "file"

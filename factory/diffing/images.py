@@ -12,8 +12,8 @@ from typing import Any
 from factory.diffing.collect import Collector
 from factory.diffing.jsoncmp import compare_json
 from factory.diffing.layers import LayerSide, compare_layer
-from factory.diffing.model import Category, Difference, Kind, Level
-from factory.diffing.stores import BlobStore
+from factory.diffing.model import Category, Difference, DiffKind, Level
+from factory.diffing.stores import BlobSource
 from factory.image import oci
 
 INDEXES = (oci.MT_INDEX, oci.DOCKER_LIST)
@@ -66,7 +66,7 @@ def match(la: list[dict[str, Any]], lb: list[dict[str, Any]]) -> list[tuple[str,
 
 
 class ImageComparison:
-    def __init__(self, a: BlobStore, b: BlobStore, out: Collector, sde: int | None) -> None:
+    def __init__(self, a: BlobSource, b: BlobSource, out: Collector, sde: int | None) -> None:
         self.a, self.b, self.out, self.sde = a, b, out, sde
 
     def run(self) -> None:
@@ -77,7 +77,7 @@ class ImageComparison:
         for key, da, db in match(ia.get("manifests") or [], ib.get("manifests") or []):
             if da is None or db is None:
                 d = da if da is not None else db
-                kind = Kind.REMOVED if db is None else Kind.ADDED
+                kind = DiffKind.REMOVED if db is None else DiffKind.ADDED
                 self.out.add(
                     Difference(
                         Level.INDEX,
@@ -142,7 +142,7 @@ class ImageComparison:
             db = lb[i] if i < len(lb) else None
             lw = f"{where} layer {i}"
             if da is None or db is None:
-                kind = Kind.REMOVED if db is None else Kind.ADDED
+                kind = DiffKind.REMOVED if db is None else DiffKind.ADDED
                 self.out.add(
                     Difference(
                         Level.MANIFEST,

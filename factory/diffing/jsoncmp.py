@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from factory.diffing.model import Kind, Value
+from factory.diffing.model import DiffKind, Value
 
 
 def key_path(prefix: str, key: str) -> str:
@@ -36,18 +36,18 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Value]:
 
 def compare_json(
     a: Any, b: Any, skip: tuple[str, ...] = ()
-) -> list[tuple[str, Kind, Value, Value]]:
+) -> list[tuple[str, DiffKind, Value, Value]]:
     """(field, kind, value in A, value in B) for each differing leaf, skipping top-level keys."""
     if isinstance(a, dict) and isinstance(b, dict):
         a = {k: v for k, v in a.items() if k not in skip}
         b = {k: v for k, v in b.items() if k not in skip}
     fa, fb = flatten(a), flatten(b)
-    out: list[tuple[str, Kind, Value, Value]] = []
+    out: list[tuple[str, DiffKind, Value, Value]] = []
     for key in sorted(fa.keys() | fb.keys()):
         if key not in fb:
-            out.append((key, Kind.REMOVED, fa[key], None))
+            out.append((key, DiffKind.REMOVED, fa[key], None))
         elif key not in fa:
-            out.append((key, Kind.ADDED, None, fb[key]))
+            out.append((key, DiffKind.ADDED, None, fb[key]))
         elif fa[key] != fb[key]:
-            out.append((key, Kind.CHANGED, fa[key], fb[key]))
+            out.append((key, DiffKind.CHANGED, fa[key], fb[key]))
     return out

@@ -15,10 +15,10 @@ from factory.diffing.collect import Collector
 from factory.diffing.content import ContentProbe
 from factory.diffing.entries import compare_entries, content_difference, presence
 from factory.diffing.mergejoin import KEYS, OutOfOrder, SortKey, component_key, merge_join
-from factory.diffing.model import Category, Difference, Kind, Level
+from factory.diffing.model import Category, Difference, DiffKind, Level
 from factory.diffing.streams import Opener, TarFacts, open_layer, uncompressed_digest
 from factory.diffing.tarindex import compare_indexed
-from factory.diffing.tarstream import Entry, TarReader
+from factory.diffing.tarstream import TarEntry, TarReader
 
 MAX_DETAILS = 200  # content differences rendered with a diff/hex context
 
@@ -40,13 +40,13 @@ class LayerSink:
         self.sde = sde
         self.details = 0
 
-    def one(self, a: Entry | None, b: Entry | None) -> None:
+    def one(self, a: TarEntry | None, b: TarEntry | None) -> None:
         self.out.add(presence(self.where, a, b, self.sde))
 
-    def pair(self, a: Entry, b: Entry) -> None:
+    def pair(self, a: TarEntry, b: TarEntry) -> None:
         self.out.extend(compare_entries(self.where, a, b, self.sde))
 
-    def content(self, a: Entry, b: Entry, probe: ContentProbe | None) -> None:
+    def content(self, a: TarEntry, b: TarEntry, probe: ContentProbe | None) -> None:
         self.details += 1
         self.out.add(content_difference(self.where, a.display, probe, self.details <= MAX_DETAILS))
 
@@ -112,7 +112,7 @@ def encoding_differences(
                 where,
                 "tar",
                 "header format",
-                Kind.CHANGED,
+                DiffKind.CHANGED,
                 ", ".join(fa.formats),
                 ", ".join(fb.formats),
                 Category.HEADER_FORMAT,
@@ -127,7 +127,7 @@ def encoding_differences(
                 where,
                 "tar",
                 "entry order",
-                Kind.CHANGED,
+                DiffKind.CHANGED,
                 None,
                 None,
                 Category.ENTRY_ORDER,
@@ -142,7 +142,7 @@ def encoding_differences(
                 where,
                 "tar",
                 "encoding",
-                Kind.CHANGED,
+                DiffKind.CHANGED,
                 fa.diff_id,
                 fb.diff_id,
                 Category.HEADER_FORMAT,
@@ -163,7 +163,7 @@ def compression_differences(where: str, fa: TarFacts, fb: TarFacts) -> list[Diff
                 where,
                 "compression",
                 "algorithm",
-                Kind.CHANGED,
+                DiffKind.CHANGED,
                 fa.compression.value,
                 fb.compression.value,
                 Category.COMPRESSION,
@@ -183,7 +183,7 @@ def compression_differences(where: str, fa: TarFacts, fb: TarFacts) -> list[Diff
                 where,
                 "compression",
                 "gzip header",
-                Kind.CHANGED,
+                DiffKind.CHANGED,
                 ga.describe(),
                 gb.describe(),
                 Category.COMPRESSION,
@@ -196,7 +196,7 @@ def compression_differences(where: str, fa: TarFacts, fb: TarFacts) -> list[Diff
             where,
             "compression",
             "compressed bytes",
-            Kind.CHANGED,
+            DiffKind.CHANGED,
             fa.compression.value,
             fb.compression.value,
             Category.COMPRESSION,

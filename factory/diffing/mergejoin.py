@@ -13,7 +13,7 @@ from typing import Protocol
 
 from factory.diffing.content import ContentProbe, compare_streams
 from factory.diffing.entries import has_content
-from factory.diffing.tarstream import Entry, TarReader
+from factory.diffing.tarstream import TarEntry, TarReader
 
 SortKey = Callable[[str], tuple[str, ...]]
 
@@ -38,11 +38,11 @@ KEYS: tuple[SortKey, ...] = (string_key, component_key)
 
 
 class Sink(Protocol):
-    def one(self, a: Entry | None, b: Entry | None) -> None: ...
+    def one(self, a: TarEntry | None, b: TarEntry | None) -> None: ...
 
-    def pair(self, a: Entry, b: Entry) -> None: ...
+    def pair(self, a: TarEntry, b: TarEntry) -> None: ...
 
-    def content(self, a: Entry, b: Entry, probe: ContentProbe | None) -> None: ...
+    def content(self, a: TarEntry, b: TarEntry, probe: ContentProbe | None) -> None: ...
 
 
 class _Sorted:
@@ -54,7 +54,7 @@ class _Sorted:
         self.prev: dict[SortKey, tuple[str, ...]] = {}
         self.holding = set(KEYS)
 
-    def next(self) -> tuple[Entry, tuple[str, ...]] | None:
+    def next(self) -> tuple[TarEntry, tuple[str, ...]] | None:
         e = self.reader.next()
         if e is None:
             return None

@@ -41,7 +41,7 @@ class Category(enum.Enum):
         return self is not Category.BEHAVIOUR
 
 
-class Kind(enum.Enum):
+class DiffKind(enum.Enum):
     CHANGED = "changed"
     ADDED = "added"  # only in B
     REMOVED = "removed"  # only in A
@@ -59,7 +59,7 @@ class Difference:
     where: str
     subject: str
     field: str
-    kind: Kind = Kind.CHANGED
+    kind: DiffKind = DiffKind.CHANGED
     a: Value = None
     b: Value = None
     category: Category = Category.BEHAVIOUR

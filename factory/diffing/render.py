@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from factory.diffing.model import Difference, DiffReport, Kind, Level, Value
+from factory.diffing.model import Difference, DiffKind, DiffReport, Level, Value
 
 MAX_SUMMARY_ITEMS = 8
 
@@ -27,7 +27,7 @@ def groups(report: DiffReport) -> dict[str, list[Difference]]:
 def _items(diffs: list[Difference]) -> list[str]:
     fields: dict[str, list[str]] = {}
     for d in diffs:
-        label = d.field or (d.kind.value if d.kind is not Kind.CHANGED else "")
+        label = d.field or (d.kind.value if d.kind is not DiffKind.CHANGED else "")
         labels = fields.setdefault(d.subject, [])
         if label and label not in labels:
             labels.append(label)
@@ -62,9 +62,9 @@ def render_summary(report: DiffReport) -> str:
 
 
 def render_difference(d: Difference) -> list[str]:
-    if d.kind is Kind.ADDED:
+    if d.kind is DiffKind.ADDED:
         line = f"+ {d.subject}  only in B" + (f": {fmt(d.b)}" if d.b is not None else "")
-    elif d.kind is Kind.REMOVED:
+    elif d.kind is DiffKind.REMOVED:
         line = f"- {d.subject}  only in A" + (f": {fmt(d.a)}" if d.a is not None else "")
     elif d.field == "content":
         at = f" (first difference at byte {d.offset})" if d.offset is not None else ""

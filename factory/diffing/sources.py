@@ -18,7 +18,7 @@ from pathlib import Path
 
 from factory.common.errors import UserError
 from factory.diffing.docker import DockerStore
-from factory.diffing.stores import ArchiveLayoutStore, BlobStore, LayoutStore, TarTree
+from factory.diffing.stores import ArchiveLayoutStore, BlobSource, LayoutStore, TarTree
 from factory.diffing.streams import StreamCodec
 from factory.image import oci
 
@@ -29,7 +29,7 @@ REFERENCE = re.compile(
 )
 
 
-def resolve(spec: str, stack: ExitStack) -> BlobStore:
+def resolve(spec: str, stack: ExitStack) -> BlobSource:
     path = Path(spec)
     if path.is_dir():
         if (path / "manifest.json").is_file() and not (path / "oci-layout").is_file():
@@ -61,7 +61,7 @@ def resolve(spec: str, stack: ExitStack) -> BlobStore:
     return pull(spec, stack)
 
 
-def open_archive(path: Path, label: str, stack: ExitStack) -> BlobStore:
+def open_archive(path: Path, label: str, stack: ExitStack) -> BlobSource:
     with path.open("rb") as f:
         head = f.read(512)
     comp = StreamCodec.sniff(head)
@@ -86,7 +86,7 @@ def _decompress(path: Path, comp: StreamCodec, stack: ExitStack) -> Path:
     return out
 
 
-def pull(ref: str, stack: ExitStack) -> BlobStore:
+def pull(ref: str, stack: ExitStack) -> BlobSource:
     from factory.registry.pull import pull_to_layout_sync
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprobase-pull-")))

@@ -20,7 +20,7 @@ from factory.diffing.streams import CHUNK, Opener
 from factory.image import oci
 
 
-class BlobStore(Protocol):
+class BlobSource(Protocol):
     label: str
 
     def index(self) -> dict[str, Any]: ...
@@ -214,7 +214,7 @@ INDEX_TYPES = (oci.MT_INDEX, oci.DOCKER_LIST)
 MANIFEST_TYPES = (oci.MT_MANIFEST, oci.DOCKER_MANIFEST)
 
 
-def verify_tree(store: BlobStore) -> None:
+def verify_tree(store: BlobSource) -> None:
     """Check every blob the store's index reaches (manifests, configs, layers) against
     its descriptor's size and digest, so that a truncated layer is an error, never
     "identical" because both sides name the same digest."""

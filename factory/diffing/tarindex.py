@@ -19,7 +19,7 @@ from factory.diffing.content import HEAD, ContentProbe, probe_at
 from factory.diffing.entries import has_content
 from factory.diffing.mergejoin import Sink
 from factory.diffing.streams import Opener, TarFacts, open_layer
-from factory.diffing.tarstream import Entry, TarReader
+from factory.diffing.tarstream import TarEntry, TarReader
 
 BLOCK = 64 << 10
 HASH = 16
@@ -72,12 +72,12 @@ def first_block(a: bytes, b: bytes) -> int:
 
 @dataclass
 class _Pending:
-    a: Entry
-    b: Entry
+    a: TarEntry
+    b: TarEntry
     block: int
 
 
-def _load(blob: bytes | None) -> Entry | None:
+def _load(blob: bytes | None) -> TarEntry | None:
     return None if blob is None else pickle.loads(blob)  # our own temp file, written above
 
 

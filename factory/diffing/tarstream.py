@@ -36,7 +36,7 @@ FOLDED = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime"}
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class TarEntry:
     path: str  # normalised: no leading "./" or "/", no trailing "/"; "" is the root
     type: str
     mode: int
@@ -143,7 +143,7 @@ class TarReader:
         self._skip(-size % BLOCK)
         return data
 
-    def next(self) -> Entry | None:
+    def next(self) -> TarEntry | None:
         """The next entry (skipping unread content), or None at the end of the archive."""
         try:
             return self._next()
@@ -152,7 +152,7 @@ class TarReader:
                 f"{self.label}: corrupt tar header before byte {self.pos} ({exc})"
             ) from None
 
-    def _next(self) -> Entry | None:
+    def _next(self) -> TarEntry | None:
         self._finish_entry()
         local: dict[str, bytes] = {}
         fmt = ""
@@ -193,7 +193,7 @@ class TarReader:
                 f"{self.label}: not a tar stream (bad header checksum at byte {self.pos - BLOCK})"
             )
 
-    def _entry(self, h: bytes, pax: dict[str, bytes], fmt: str) -> Entry:
+    def _entry(self, h: bytes, pax: dict[str, bytes], fmt: str) -> TarEntry:
         magic = h[257:265]
         own = "gnu" if magic == b"ustar  \0" else "ustar" if magic[:5] == b"ustar" else "v7"
         name = _str(h[0:100])
@@ -202,7 +202,7 @@ class TarReader:
         text = {k: v.decode("utf-8", "surrogateescape") for k, v in pax.items()}
         size = int(text["size"]) if "size" in text else _num(h[124:136])
         flag = h[156:157]
-        entry = Entry(
+        entry = TarEntry(
             path=normalise(text.get("path", name)),
             type=TYPES.get(flag, "type " + flag.decode("latin-1")),
             mode=_num(h[100:108]) & 0o7777,

@@ -53,7 +53,7 @@ def merge_layouts(
                 raise UserError(f"{arch.debian} given twice with different manifests")
             by_arch[arch] = (layout, m)
     manifests = [by_arch[a][1] for a in Architecture.ordered(by_arch)]
-    with outputs.replacing(output, outputs.Kind.LAYOUT, force=force) as tmp:
+    with outputs.replacing(output, outputs.OutputKind.LAYOUT, force=force) as tmp:
         oci.init_layout(tmp)
         for _layout, m in by_arch.values():
             copy_image_blobs(_layout, m, tmp)

@@ -25,7 +25,6 @@ from factory.pipeline.slots import BuildSlots
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv
 from factory.rootfs.debhashes import load_facts
-from factory.rootfs.debhashes import load_facts
 from factory.rootfs.mmdebstrap import RootfsJob, boot_clock, bootstrap, read_phases
 from factory.rootfs.packages import Package
 from factory.source.buildsource import BuildSource
@@ -56,10 +55,6 @@ class ArchResult:
     uncompressed_size: int
     packages: list[Package] = field(default_factory=list)
     image: ArchImage | None = None  # what factory.image.assemble made
-    # what the SBOM needs from the chroot (factory.rootfs.debhashes), and the digests of
-    # the attestations made from it (factory.pipeline.attach)
-    facts: dict[str, Any] = field(default_factory=dict)
-    attestations: dict[str, str] = field(default_factory=dict)
     # what the SBOM needs from the chroot (factory.rootfs.debhashes), and the digests of
     # the attestations made from it (factory.pipeline.attach)
     facts: dict[str, Any] = field(default_factory=dict)
@@ -166,4 +161,4 @@ def build(
 def move_layout(src: Path, dst: Path, *, force: bool = False, flag: str = "--output") -> None:
     """Put the finished layout src at dst: a previous reprobase layout there is replaced
     atomically, anything else is refused (factory.common.outputs)."""
-    outputs.install_dir(src, dst, outputs.Kind.LAYOUT, force=force, flag=flag)
+    outputs.install_dir(src, dst, outputs.OutputKind.LAYOUT, force=force, flag=flag)

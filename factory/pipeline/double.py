@@ -195,7 +195,7 @@ def _keep_evidence(
     a: BuildResult, b: BuildResult, verdict: Verdict, keep: Path, force: bool
 ) -> None:
     """A mismatch publishes nothing; both layouts and the report are kept for inspection."""
-    with outputs.replacing(keep, outputs.Kind.MISMATCH, force=force) as new:
+    with outputs.replacing(keep, outputs.OutputKind.MISMATCH, force=force) as new:
         new.mkdir()
         shutil.move(str(a.layout), str(new / "a"))
         shutil.move(str(b.layout), str(new / "b"))

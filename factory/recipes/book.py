@@ -32,7 +32,7 @@ class RecipeDir:
 
 
 @dataclass(frozen=True)
-class Entry:
+class BookEntry:
     ref: str  # NAME:TAG
     path: Path
     origin: RecipeDir
@@ -78,7 +78,7 @@ class RecipeBook:
                 return candidate
         return None
 
-    def entries(self) -> list[Entry]:
+    def entries(self) -> list[BookEntry]:
         """Every recipe of every directory, in search order; later duplicates are shadowed."""
         seen: set[str] = set()
         found = []
@@ -87,7 +87,7 @@ class RecipeBook:
                 ref = f"{p.parent.name}:{p.stem}"
                 if not (_PART.fullmatch(p.parent.name) and _PART.fullmatch(p.stem)):
                     continue
-                found.append(Entry(ref, p, d, shadowed=ref in seen))
+                found.append(BookEntry(ref, p, d, shadowed=ref in seen))
                 seen.add(ref)
         return found
 

@@ -100,7 +100,7 @@ def write_archive(
     descs = {d.digest: d for d in plan.blobs} | {
         m.descriptor.digest: m.descriptor for m in plan.manifests
     }
-    kind = outputs.Kind.ARCHIVE
+    kind = outputs.OutputKind.ARCHIVE
     with (
         outputs.replacing(out, kind, force=force, flag="--output-archive") as tmp,
         tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar,

@@ -53,7 +53,7 @@ def write_report(
     """
     files = render(history, title=title, generated=generated)
     out_dir = out_dir.absolute()
-    with outputs.replacing(out_dir, outputs.Kind.REPORT, force=force) as staging:
+    with outputs.replacing(out_dir, outputs.OutputKind.REPORT, force=force) as staging:
         for rel, data in sorted(files.items()):
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)

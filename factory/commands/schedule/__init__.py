@@ -75,16 +75,16 @@ def current_reprobase() -> Path:
     return script.absolute()
 
 
-def _paths(config: Path | None) -> units.Paths:
+def _paths(config: Path | None) -> units.UnitPaths:
     try:
-        paths = units.Paths(current_reprobase(), (config or units.DEFAULT_CONFIG).absolute())
+        paths = units.UnitPaths(current_reprobase(), (config or units.DEFAULT_CONFIG).absolute())
         units.service(paths)  # validates both paths
     except ValueError as exc:
         raise UserError(str(exc), hint="use a path without spaces or shell characters") from exc
     return paths
 
 
-def plan(args: argparse.Namespace, paths: units.Paths) -> list[install.Action]:
+def plan(args: argparse.Namespace, paths: units.UnitPaths) -> list[install.Action]:
     if args.cron:
         prefix = args.prefix or Path("/etc/cron.d")
         return [install.WriteFile(prefix / units.CRON_NAME, units.cron(paths))]

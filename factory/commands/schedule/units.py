@@ -93,7 +93,7 @@ CRON_LOCK = "/run/lock/reprobase-nightly.cron"
 
 
 @dataclass(frozen=True)
-class Paths:
+class UnitPaths:
     reprobase: Path  # the console script ExecStart runs
     config: Path  # the nightly config (TOML)
 
@@ -107,7 +107,7 @@ def _check_path(path: Path, what: str) -> None:
         raise ValueError(f"{what} must be an absolute path without spaces or shell characters")
 
 
-def service(paths: Paths) -> str:
+def service(paths: UnitPaths) -> str:
     _check_path(paths.reprobase, "the reprobase executable")
     _check_path(paths.config, "the config file")
     return SERVICE.format(nightly=paths.command("nightly"), report=paths.command("report"))
@@ -117,7 +117,7 @@ def timer() -> str:
     return TIMER.format(hour=HOUR, minute=MINUTE, service=SERVICE_NAME)
 
 
-def cron(paths: Paths) -> str:
+def cron(paths: UnitPaths) -> str:
     _check_path(paths.reprobase, "the reprobase executable")
     _check_path(paths.config, "the config file")
     nightly = f"flock -n {CRON_LOCK} {paths.command('nightly')} >>{CRON_LOG} 2>&1"
@@ -126,11 +126,11 @@ def cron(paths: Paths) -> str:
     return CRON.format(name=CRON_NAME, line=line, minute=MINUTE, hour=HOUR, path=DEBIAN_PATH)
 
 
-def systemd_units(paths: Paths) -> dict[str, str]:
+def systemd_units(paths: UnitPaths) -> dict[str, str]:
     return {SERVICE_NAME: service(paths), TIMER_NAME: timer()}
 
 
 def shipped_files() -> dict[str, str]:
     """schedules/ file name -> its text with the default paths."""
-    default = Paths(DEFAULT_REPROBASE, DEFAULT_CONFIG)
+    default = UnitPaths(DEFAULT_REPROBASE, DEFAULT_CONFIG)
     return {**systemd_units(default), "reprobase.cron": cron(default)}
