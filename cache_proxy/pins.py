@@ -165,9 +165,13 @@ class Pins:
         return set(self._count) if self.active else set()
 
     def report(self) -> dict[str, object]:
+        """The open leases for ``GET /pins``; their ids shortened: an id is what ends a
+        lease, and only its build should hold it."""
         now = self.clock()
         return {
-            "leases": [le.report(now) for le in self.leases.values()],
+            "leases": [
+                {**le.report(now), "lease": le.id[:6] + "..."} for le in self.leases.values()
+            ],
             "bytes": self.bytes,
             "limit": self.limit,
         }

@@ -168,6 +168,7 @@ async def test_leases_are_bounded(
     assert (await call(http, "PUT", f"{proxy.url}/pins"))[0] == 405
     status, listing = await call(http, "GET", f"{proxy.url}/pins")
     assert status == 200 and len(listing["leases"]) == MAX_LEASES
+    assert lease["lease"] not in str(listing)  # the list names no lease's whole id
 
 
 def test_pins_end_with_their_lease_and_hold_at_most_the_cap() -> None:
