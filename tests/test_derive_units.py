@@ -410,3 +410,12 @@ def test_overlay_and_vfs_layers_of_the_same_steps_give_one_layer(tmp_path: Path)
         "etc", "etc/new.conf", "srv", "srv/data", "srv/data/.wh.old1", "srv/data/.wh.old2",
         "srv/data/x", "usr", "usr/share", "usr/share/.wh.old",
     ]  # fmt: skip
+
+
+def test_arm64_steps_run_emulated_without_the_clock_library(tmp_path: Path) -> None:
+    job = StepsJob(tmp_path / "Cf", tmp_path / "ctx", "oci:/b:base", Architecture.ARM64,
+                   (), env_b(tmp_path), tmp_path / "w", None)  # fmt: skip
+    argv = bud_argv(job)
+    assert argv[argv.index("--platform") + 1] == "linux/arm64/v8"
+    assert job.faketime is None and not any(a.startswith("LD_PRELOAD=") for a in argv)
+    assert "TZ=Pacific/Kiritimati" in argv  # the other variations still apply
