@@ -67,8 +67,15 @@ def test_registry_holds_exactly_the_built_bytes_with_all_tags(
     # the build report is a referrer (fallback tag scheme on docker-registry 2.8), not an
     # index entry: the index has exactly the two platform manifests
     fallback = json.loads(skopeo_raw(registry.ref("multi/debian", digest.replace(":", "-"))))
-    [report] = fallback["manifests"]
-    assert report["artifactType"] == "application/vnd.reprobase.build-report.v1+json"
+    kinds = sorted(
+        m.get("annotations", {}).get("org.reprobase.attestation", m["artifactType"])
+        for m in fallback["manifests"]
+    )
+    # beside the build report: each platform's SBOMs and the provenance (factory.attest)
+    assert kinds == [
+        "application/vnd.reprobase.build-report.v1+json", "provenance",
+        "sbom-cyclonedx", "sbom-cyclonedx", "sbom-spdx", "sbom-spdx",
+    ]  # fmt: skip
     assert len(json.loads(skopeo_raw(registry.ref("multi/debian", "bookworm")))["manifests"]) == 2
 
 
@@ -91,6 +98,17 @@ def test_per_arch_builds_merge_into_the_same_index(
     )
     top = json.loads((merged / "index.json").read_text())["manifests"][0]
     assert top["digest"] == multiarch.result["index_digest"]
+    # each platform's SBOMs came along: the same bytes the multi-arch double build made
+    from factory.attest.store import local_referrers, read_local_artifact
+
+    def sboms(layout: Path) -> list[bytes]:
+        return sorted(
+            read_local_artifact(layout, d).payload
+            for d in local_referrers(layout, top["digest"])
+            if d.annotations.get("org.reprobase.attestation", "").startswith("sbom-")
+        )
+
+    assert len(sboms(merged)) == 4 and sboms(merged) == sboms(multiarch.output)
 
 
 def test_reproduce_from_the_registry_reference_alone(

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.attest.kinds import ANN_KIND
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
 from factory.common.outputs import REFERRERS_FILE  # outputs must know it is ours
 from factory.image import oci
+from factory.image.selfdesc import top_descriptor
 from factory.registry.referrers import (
     EMPTY_JSON,
     add_to_referrers_index,
@@ -121,3 +123,19 @@ def read_local_artifact(layout: Path, desc: oci.Descriptor) -> Artifact:
 
 def manifest_bytes_digest(manifest: dict[str, Any]) -> str:
     return sha256_digest(canonical_json(manifest))
+
+
+def copy_sboms(src: Path, tag: str | None, dst: Path, subject: oci.Descriptor) -> int:
+    """A per-architecture build's SBOMs, re-attached to the multi-arch index it was merged
+    into (an SBOM describes its platform's packages, whatever index lists it). Provenance
+    is not copied: it is a statement about the per-architecture build's own index."""
+    n = 0
+    for desc in local_referrers(src, top_descriptor(src, tag).digest):
+        if not desc.annotations.get(ANN_KIND, "").startswith("sbom-"):
+            continue
+        art = read_local_artifact(src, desc)
+        artifact_type = desc.artifact_type or art.media_type
+        add_local_referrer(dst, subject, artifact_type, art.payload, art.media_type,
+                           dict(desc.annotations))  # fmt: skip
+        n += 1
+    return n

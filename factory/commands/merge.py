@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from factory.attest.store import copy_sboms
 from factory.common import outputs
 from factory.image.merge import merge_layouts
 from factory.image.oci import split_layout
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     outputs.check(args.output, outputs.OutputKind.LAYOUT, force=args.force)
     idx = merge_layouts([split_layout(t) for t in args.layouts], args.output, force=args.force)
+    for layout, tag in (split_layout(t) for t in args.layouts):
+        copy_sboms(layout, tag, args.output, idx)  # each platform's SBOMs refer to the merge
     print(
         json.dumps({"index_digest": idx.digest, "output": str(args.output)})
         if args.json
