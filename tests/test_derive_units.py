@@ -192,7 +192,7 @@ def test_a_special_file_in_the_context_is_refused(tmp_path: Path) -> None:
 
 
 # -- layer: normalisation and bytes owned by us ----------------------------------------------------
-def _entry(name: str, data: bytes | None = None, **kw: Any) -> tuple[tarfile.TarInfo, bytes | None]:
+def _entry(name: str, data: bytes | None = None, /, **kw: Any) -> tuple[tarfile.TarInfo, bytes | None]:
     t = tarfile.TarInfo(name)
     if data is None:
         t.type = tarfile.DIRTYPE
@@ -419,3 +419,31 @@ def test_arm64_steps_run_emulated_without_the_clock_library(tmp_path: Path) -> N
     assert argv[argv.index("--platform") + 1] == "linux/arm64/v8"
     assert job.faketime is None and not any(a.startswith("LD_PRELOAD=") for a in argv)
     assert "TZ=Pacific/Kiritimati" in argv  # the other variations still apply
+
+
+def test_a_large_context_travels_beside_the_image_not_in_it(tmp_path: Path) -> None:
+    """Above the embedding limit the context is a blob beside the image (a referrer on
+    push): the annotations carry its digest only, and a rebuild checks it."""
+    from dataclasses import replace
+
+    from factory.image import oci
+    from factory.pipeline.derived import context_artifact, recorded_context
+
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "big.bin").write_bytes(os.urandom(ctxmod.EMBED_LIMIT + 4096))
+    ctx = ctxmod.pack(tmp_path / "ctx")
+    assert ctx.embedded() is None  # random bytes do not compress below the limit
+    layout = tmp_path / "layout"
+    oci.init_layout(layout)
+    spec = replace(_spec(), context_digest=ctx.digest, context_embedded=None)
+    assert P_CONTEXT not in spec.annotations()
+    with pytest.raises(UserError, match="neither embedded nor found"):
+        recorded_context(spec, str(layout), layout, tmp_path / "w")
+    oci.write_blob(layout, ctx.tar)
+    assert recorded_context(spec, str(layout), layout, tmp_path / "w") == ctx
+    art = context_artifact(layout, spec)
+    assert art is not None and art[0] == ctx.tar and art[2] == ctxmod.ARTIFACT_TYPE
+    assert context_artifact(layout, _spec()) is None  # embedded: nothing to attach
+
+
+P_CONTEXT = "org.reprobase.derived.context"
