@@ -192,7 +192,9 @@ def test_a_special_file_in_the_context_is_refused(tmp_path: Path) -> None:
 
 
 # -- layer: normalisation and bytes owned by us ----------------------------------------------------
-def _entry(name: str, data: bytes | None = None, /, **kw: Any) -> tuple[tarfile.TarInfo, bytes | None]:
+def _entry(
+    name: str, data: bytes | None = None, /, **kw: Any
+) -> tuple[tarfile.TarInfo, bytes | None]:
     t = tarfile.TarInfo(name)
     if data is None:
         t.type = tarfile.DIRTYPE
