@@ -183,9 +183,9 @@ def test_quorum_of_rebuilders(
         ("carol", KeyType.ED25519),
         ("mallory", KeyType.ED25519),
     ):
-        key, pub = write_keypair(kind.generate(), keys / name)
+        _key, pub = write_keypair(kind.generate(), keys / name)
         if name != "mallory":
-            pub.rename(trust / pub.name)  # fmt: skip
+            pub.rename(trust / pub.name)
     digest = bookworm_build.result["index_digest"]
 
     # alice: a real rebuild from the registry reference alone, signed and attached
