@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -227,10 +227,23 @@ def build_derived(
     return BuildResult(layout, idx_desc, results, env)
 
 
+def scratch(prefix: str) -> Path:
+    """A new private directory under /var/tmp whose name buildah accepts: it names the
+    base image after its layout's path, and a path component ending in '_' (as mkdtemp's
+    random suffix may) or holding capitals is no valid image name."""
+    while True:
+        path = Path("/var/tmp") / f"{prefix}-{secrets.token_hex(6)}"
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
 def double_build_derived(
     req: DerivedRequest, output: Path, *, once: bool, progress: Progress, force: bool = False
 ) -> Verdict:
-    work = Path(tempfile.mkdtemp(prefix="reprobase-derive-", dir="/var/tmp"))
+    work = scratch("reprobase-derive")
     try:
 
         def one(env: BuildEnv) -> BuildResult:
@@ -472,7 +485,7 @@ def reproduce_reference(
     """`reprobase reproduce REF` for a derived image: fetch it, rebuild it, compare."""
     from factory.registry.fetch import fetch
 
-    work = Path(tempfile.mkdtemp(prefix="reprobase-reproduce-", dir="/var/tmp"))
+    work = scratch("reprobase-reproduce")
     try:
         choice.validate()
         layout, tag = fetch(reference, work)
