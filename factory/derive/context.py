@@ -70,7 +70,7 @@ class Context:
             )
 
 
-def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+def _info(name: str) -> tarfile.TarInfo:
     t = tarfile.TarInfo(name)
     t.uid = t.gid = 0
     t.uname = t.gname = ""
@@ -94,7 +94,7 @@ def pack(root: Path) -> Context:
         for p in paths:
             name = p.relative_to(root).as_posix()
             st = p.lstat()
-            t = _info(name, st)
+            t = _info(name)
             if stat.S_ISLNK(st.st_mode):
                 t.type, t.linkname, t.mode = tarfile.SYMTYPE, os.readlink(p), 0o777
                 tf.addfile(t)
