@@ -76,6 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "freezing its indexes the first time each timestamp is asked for",
     )
     parser.add_argument(
+        "--record-window",
+        metavar="DAYS",
+        type=float,
+        default=2.0,
+        help="with --record: record a timestamp only if it is at most DAYS old (default 2): "
+        "an older one would file today's packages under a past date; recordings already "
+        "made are served whatever their age",
+    )
+    parser.add_argument(
         "--max-size",
         metavar="BYTES",
         default=None,
@@ -232,6 +241,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             cache_dir=cache_dir.resolve(),
             upstreams=tuple(normalise_upstream(u) for u in ups),
             mode=Mode.RECORD if args.record else Mode.SNAPSHOT,
+            record_window=_record_window(args.record_window),
             host=host,
             port=port,
             port_file=args.port_file,
@@ -253,6 +263,15 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         raise UserError(
             str(exc), hint=f"--upstream takes http(s) URLs such as {DEFAULT_UPSTREAM}"
         ) from exc
+
+
+def _record_window(days: float) -> timedelta:
+    if not 0 < days <= 366 or days != days:  # days != days: NaN
+        raise UserError(
+            f"--record-window {days:g} is out of range",
+            hint="give the days a recording may reach back, e.g. 2 (at most 366)",
+        )
+    return timedelta(days=days)
 
 
 def _scrub_rate(raw: str | None) -> float:

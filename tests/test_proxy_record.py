@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from datetime import timedelta
 
 import aiohttp
@@ -151,3 +152,19 @@ def test_recording_window_edges() -> None:
         with pytest.raises(UpstreamError):
             refuse_untrue_recording(window, "debian", ts, "bookworm", now)
     refuse_untrue_recording(None, "debian", "19900101T000000Z", "bookworm", now)
+
+
+def test_record_window_is_a_flag(tmp_path: pathlib.Path) -> None:
+    """Issue 12: how far back a new recording may be filed is the operator's to choose."""
+    from cache_proxy.cli import build_parser, config_from_args
+    from cache_proxy.errors import UserError
+
+    def window(*flags: str) -> timedelta | None:
+        args = build_parser().parse_args(["--cache-dir", str(tmp_path / "c"), "--record", *flags])
+        return config_from_args(args).record_window
+
+    assert window() == timedelta(days=2)
+    assert window("--record-window", "0.5") == timedelta(hours=12)
+    for bad in ("0", "-1", "367", "nan"):
+        with pytest.raises(UserError, match=r"--record-window .* is out of range"):
+            window("--record-window", bad)
