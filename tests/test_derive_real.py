@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -234,9 +235,13 @@ def test_it_runs_under_podman(app: tuple[Run, Path], tmp_path: Path) -> None:
 )
 def test_buildahs_storage_driver_changes_no_byte(env: Fixture, app: tuple[Run, Path]) -> None:
     """overlay lists copied-up files and moved directories that vfs does not: the layer
-    is what changed on the base either way (factory/derive/changes.py)."""
+    is what changed on the base either way (factory/derive/changes.py). The app was built
+    on overlay (the default where the kernel has it); this build uses vfs."""
+    from factory.derive.buildah import storage_driver
+
+    assert storage_driver() == "overlay"
     run, _out = app
-    other, _ = build(env, APP, "overlay", "--once", tag="myapp:1", storage="overlay")
+    other, _ = build(env, APP, "vfs", "--once", tag="myapp:1", storage="vfs")
     assert other.returncode == 0, other.stdout[-2000:] + other.stderr[-2000:]
     assert other.result["index_digest"] == run.result["index_digest"]
 
@@ -273,6 +278,26 @@ def test_a_tampered_context_says_differs(env: Fixture, app: tuple[Run, Path]) ->
     assert got.returncode == 1, got.stderr[-3000:]
     assert got.result["reproduced"] is False and "differs" in got.stdout
     assert "/app/hello.txt" in got.result["diff_summary"]
+
+
+def test_a_large_context_travels_as_a_referrer_and_reproduces(env: Fixture) -> None:
+    """Above the embedding limit the context is not in the image: --push attaches it as an
+    OCI referrer, and reproduce from the registry fetches it by its recorded digest."""
+    ctx = env.work / "ctx-big"
+    ctx.mkdir()
+    (ctx / "blob.bin").write_bytes(random.Random(17).randbytes(96 * 1024))
+    (ctx / "Containerfile").write_text(f"FROM {env.base_ref}\nCOPY blob.bin /blob.bin\n")
+    ref = env.registry.ref("big", "1")
+    run = reprobase("build", "-f", str(ctx / "Containerfile"), "--tag", "big:1",
+                    "--proxy", env.proxy, "--upstream", "record",
+                    "--output", str(env.work / "out-big"), "--push", ref, "--json")  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert run.result["context_embedded"] is False
+    idx, _man, _cfg = top(env.work / "out-big")
+    assert "org.reprobase.derived.context" not in idx["annotations"]
+    got = reprobase("reproduce", ref, "--proxy", env.proxy, "--upstream", "record", "--json")
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
+    assert got.result["rebuilt_digest"] == run.result["index_digest"]
 
 
 def tamper_context(layout: Path) -> None:
