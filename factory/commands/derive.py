@@ -55,7 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a build argument (repeatable); recorded in the image. "
         "SOURCE_DATE_EPOCH=N overrides the base's",
     )  # fmt: skip
-    g.add_argument("--tag", metavar="NAME:TAG", help="the image's name (default: the -f file's)")
+    g.add_argument(
+        "--tag",
+        metavar="NAME:TAG",
+        help="the image's name (default: DIR:latest, DIR the Containerfile's directory)",
+    )
 
 
 def _refuse_base_flags(args: argparse.Namespace) -> None:
