@@ -140,6 +140,14 @@ def main() -> int:
         # A and B run at the same time: each pays its hook and SBOM stage; counted both
         added = 2 * hook + sboms + prov
         delta = (wall_new / wall_old - 1) * 100
+        # the hook as the build sees it: how much longer mmdebstrap's last phase took
+        phase = "mmdebstrap: customize and normalise"
+        grew = {
+            b: new["durations"].get(f"build {b} amd64: {phase}", 0.0)
+            - old["durations"].get(f"build {b} amd64: {phase}", 0.0)
+            for b in ("A", "B")
+        }
+        in_build = max(grew.values()) + sboms / 2 + prov  # on the critical path: one of A, B
         rows = [
             ("verified build, with attestations", wall_new, ""),
             (f"verified build, before attestations ({rev[:12]})", wall_old, ""),
@@ -148,6 +156,10 @@ def main() -> int:
             ("SBOM stage, builds A + B", sboms, ""),
             ("provenance", prov, ""),
             ("attestation work, total", added, f"{added / wall_new * 100:.2f}% of the build"),
+            (f"'{phase}' grew by (A, B)", sum(grew.values()),
+             f"{grew['A']:.2f} s, {grew['B']:.2f} s"),
+            ("in the build, critical path (A and B concurrent)", in_build,
+             f"{in_build / wall_new * 100:.2f}% of the build"),
         ]  # fmt: skip
         print(f"{'what':<52} {'seconds':>9}  note")
         for what, s, note in rows:
@@ -160,8 +172,10 @@ def main() -> int:
         print(f"\nindex digest with attestations    {new['index_digest']}")
         print(f"index digest before attestations  {old['index_digest']}  "
               f"({'identical' if same else 'DIFFERENT'})")  # fmt: skip
-        print(f"target: attestation work < 3% of the verified build: "
-              f"{'met' if added / wall_new < 0.03 else 'NOT met'}")  # fmt: skip
+        worst = max(added, in_build)
+        verdict = "met" if worst / wall_new < 0.03 else "NOT met"
+        print(f"target: attestation work < 3% of the verified build: {verdict} "
+              f"({worst / wall_new:.2%})")  # fmt: skip
         return 0 if same else 1
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
