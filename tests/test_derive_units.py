@@ -131,13 +131,23 @@ def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         (["debian:bookworm"], "IMAGE is for recipe builds"),
         (["--build-arg", "https_proxy=x"], "set by reprobase"),
         (["--tag", "nocolon"], "expected NAME:TAG"),
+        (["--arch", "amd64", "--compression", "gzip", "--tag", "a:b", "--once"], "no such OCI"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path: Path, extra: list[str], words: str) -> None:
     (tmp_path / "Containerfile").write_text("FROM oci:/nonexistent.invalid\n")
-    proc = cli("build", "-f", str(tmp_path / "Containerfile"), *extra)
+    proc = cli("build", "-f", str(tmp_path / "Containerfile"), "--output", str(tmp_path / "o"),
+               *extra)  # fmt: skip
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr
+
+
+def test_a_short_base_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Containerfile").write_text("FROM debian:bookworm-slim\nRUN true\n")
+    proc = cli("build", "-f", str(tmp_path / "Containerfile"), "--proxy", "http://127.0.0.1:9/",
+               "--upstream", "record", "--output", str(tmp_path / "o"))  # fmt: skip
+    assert proc.returncode == 2 and "name the registry" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_a_missing_containerfile_and_a_missing_base_are_one_line(tmp_path: Path) -> None:
