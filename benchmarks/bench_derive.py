@@ -29,14 +29,27 @@ from factory.source.snapshot import today_utc
 from factory.source.upstream import mirror_base
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTAINERFILE = """\
+CONTAINERFILES = {
+    # as the tests write it: apt's lists and caches stay in buildah's layer (167 MB raw)
+    "apt, lists kept": """\
 FROM oci:{base}:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends hello
 RUN useradd -m app
 COPY hello.txt /app/hello.txt
 USER app
 CMD ["hello"]
-"""
+""",
+    # as Docker's best practices write it: the lists removed in the same step
+    "apt, lists removed": """\
+FROM oci:{base}:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends hello \\
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd -m app
+COPY hello.txt /app/hello.txt
+USER app
+CMD ["hello"]
+""",
+}
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -74,6 +87,19 @@ def ours(work: Path, ctx: Path, proxy: str, once: bool) -> float:
     return timed(argv)
 
 
+def rounds(
+    work: Path, base: Path, ctx: Path, proxy: str, sde: str, n: int
+) -> dict[str, list[float]]:
+    """n rounds, the tools alternating, so that machine noise hits all of them."""
+    times: dict[str, list[float]] = {"buildah bud (plain)": [], "reprobase --once": [],
+                                     "reprobase verified (A+B)": []}  # fmt: skip
+    for _ in range(n):
+        times["buildah bud (plain)"].append(plain_bud(work, base, ctx, proxy, sde))
+        times["reprobase --once"].append(ours(work, ctx, proxy, once=True))
+        times["reprobase verified (A+B)"].append(ours(work, ctx, proxy, once=False))
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
@@ -83,6 +109,7 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-derive-", dir="/var/tmp"))
     ts = today_utc()
+    results: dict[str, dict[str, list[float]]] = {}
     try:
         cfg = proxyctl.ProxyLaunch(work / "proxy", mirror_base(system_debian_mirror()), True,
                                    work / "proxy.log")  # fmt: skip
@@ -93,32 +120,27 @@ def main() -> int:
                     ts.text, "--proxy", proxy.url, "--upstream", "record", "--output", str(base)),
                 check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
             )  # fmt: skip
-            ctx = work / "ctx"
-            ctx.mkdir()
-            (ctx / "hello.txt").write_text("hello\n")
-            (ctx / "Containerfile").write_text(CONTAINERFILE.format(base=base))
-            ours(work, ctx, proxy.url, once=True)  # warm the proxy with the steps' packages
-            times: dict[str, list[float]] = {"buildah bud (plain)": [], "reprobase --once": [],
-                                             "reprobase verified (A+B)": []}  # fmt: skip
-            for _ in range(args.rounds):
-                times["buildah bud (plain)"].append(
-                    plain_bud(work, base, ctx, proxy.url, str(ts.epoch))
-                )
-                times["reprobase --once"].append(ours(work, ctx, proxy.url, once=True))
-                times["reprobase verified (A+B)"].append(ours(work, ctx, proxy.url, once=False))
+            for variant, text in CONTAINERFILES.items():
+                ctx = work / f"ctx-{len(results)}"
+                ctx.mkdir()
+                (ctx / "hello.txt").write_text("hello\n")
+                (ctx / "Containerfile").write_text(text.format(base=base))
+                ours(work, ctx, proxy.url, once=True)  # warm the proxy with the steps' packages
+                results[variant] = rounds(work, base, ctx, proxy.url, str(ts.epoch), args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    ref = statistics.median(times["buildah bud (plain)"])
-    print(f"derived build, {args.rounds} rounds, median seconds (storage: {storage_driver()})\n")
-    print(f"| {'tool':<26} | {'seconds':>8} | {'ratio':>6} |")
-    print(f"|{'-' * 28}|{'-' * 10}|{'-' * 8}|")
-    for name, ts_ in times.items():
-        m = statistics.median(ts_)
-        print(f"| {name:<26} | {m:8.1f} | {m / ref:5.2f}x |")
-    verified = statistics.median(times["reprobase verified (A+B)"]) / ref
-    print(
-        f"\ntarget: verified <= 1.30x plain buildah bud: {'met' if verified <= 1.3 else 'NOT met'}"
-    )
+    print(f"derived build, {args.rounds} rounds, median seconds (storage: {storage_driver()})")
+    met = True
+    for variant, times in results.items():
+        ref = statistics.median(times["buildah bud (plain)"])
+        print(f"\n{variant}\n")
+        print(f"| {'tool':<26} | {'seconds':>8} | {'ratio':>6} |")
+        print(f"|{'-' * 28}|{'-' * 10}|{'-' * 8}|")
+        for name, ts_ in times.items():
+            m = statistics.median(ts_)
+            print(f"| {name:<26} | {m:8.1f} | {m / ref:5.2f}x |")
+        met = met and statistics.median(times["reprobase verified (A+B)"]) / ref <= 1.3
+    print(f"\ntarget: verified <= 1.30x plain buildah bud: {'met' if met else 'NOT met'}")
     return 0
 
 
