@@ -25,12 +25,15 @@ def changed_offset() -> int:
     raise AssertionError(CHANGED)
 
 
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child
+# forked from a pytest that has grown to 300 MB reports 300 MB whatever it used itself.
 CHILD = """
-import json, resource, sys
+import json, sys
 from factory.diffing import diff_images
 r = diff_images(sys.argv[1], sys.argv[2])
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({
-    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rss_mb": int(hwm.split()[1]) / 1024,
     "rows": [[d.subject, d.field, d.offset] for d in r.differences],
 }))
 """
