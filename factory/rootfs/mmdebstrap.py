@@ -46,11 +46,6 @@ class RootfsJob:
         """What the SBOM needs from the chroot before normalisation (factory.rootfs.debhashes)."""
         return self.workdir / "sbom-facts.json"
 
-    @property
-    def facts_path(self) -> Path:
-        """What the SBOM needs from the chroot before normalisation (factory.rootfs.debhashes)."""
-        return self.workdir / "sbom-facts.json"
-
 
 # mmdebstrap's hook points, in the order it reaches them, and the phase each one ends.
 # A marker hook appends "NAME UPTIME" to a file outside the chroot: it changes nothing
@@ -140,11 +135,6 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         argv.append(f'--setup-hook=mkdir -p "$1{d}" && cp {shlex.quote(lib)} "$1{d}/"')
     for cmd in r.customize:
         argv.append('--customize-hook=chroot "$1" /bin/sh -ec ' + shlex.quote(cmd))
-    # reads the chroot, writes outside it: apt's lists (the .debs' SHA-256) go next
-    argv.append(
-        "--customize-hook="
-        + _hook(sys.executable, "-m", "factory.rootfs.debhashes", '"$1"', str(job.facts_path))
-    )
     # reads the chroot, writes outside it: apt's lists (the .debs' SHA-256) go next
     argv.append(
         "--customize-hook="
