@@ -42,6 +42,8 @@ def test_snapshot_sources_and_proxy_only_as_apt_option() -> None:
     assert '--aptopt=Acquire::http::Proxy "http://127.0.0.1:9/"' in argv
     assert "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr" in argv
     assert "--variant=minbase" in argv and "--format=tar" in argv
+    # the tar comes on stdout (into memory), not through a file on the scratch disk
+    assert argv[argv.index("bookworm") + 1] == "-"
 
 
 def test_slim_recipe_passes_dpkg_path_filters() -> None:

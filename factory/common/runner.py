@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from factory.common.errors import ToolFailed, UserError
 from factory.common.paths import DEBIAN_PATH
@@ -72,8 +73,10 @@ def run(
     capture: bool = False,
     input_bytes: bytes | None = None,
     check: bool = True,
+    stdout: BinaryIO | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv with a clean environment; raise ToolFailed on failure."""
+    """Run argv with a clean environment; raise ToolFailed on failure.
+    stdout: a file the tool writes its output into (e.g. a tar), instead of capture."""
     args = [os.fspath(a) for a in argv]
     if "/" not in args[0]:
         require_tool(args[0])
@@ -84,7 +87,7 @@ def run(
         env=full_env,
         cwd=cwd,
         input=input_bytes,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture else stdout if stdout is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
     )

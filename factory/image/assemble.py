@@ -7,9 +7,11 @@ image test, tests/test_image_chain.py, holds this to fixed bytes).
 
 from __future__ import annotations
 
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from factory.common.arch import Architecture
 from factory.image import oci
@@ -21,9 +23,9 @@ from factory.image.config import (
     image_index,
     image_manifest,
 )
-from factory.image.layer import LayerResult, write_layer
+from factory.image.layer import LayerResult, write_layer_from
 from factory.recipes.recipe import Recipe
-from factory.rootfs.packages import Package, packages_digest, packages_from_tar
+from factory.rootfs.packages import Package, packages_digest, packages_in
 from factory.source.snapshot import Timestamp
 
 
@@ -43,14 +45,17 @@ def assemble_arch(
     pin: Timestamp,
     arch: Architecture,
     prov: Provenance,
-    rootfs_tar: Path,
+    rootfs_tar: Path | BinaryIO,
 ) -> ArchImage:
-    """One architecture's layer, config and manifest into `layout` (already initialised)."""
+    """One architecture's layer, config and manifest into `layout` (already initialised).
+    rootfs_tar: a file, or an open seekable stream (mmdebstrap's tar, held in memory)."""
     compression = Compression.parse(recipe.compression)
     tmp_blob = layout / "blobs" / "sha256" / f".layer-{arch.debian}.tmp"
-    layer = write_layer(rootfs_tar, tmp_blob, compression, pin.epoch)
+    # one parse of the tar serves the layer and the package set
+    with _open_tar(rootfs_tar) as tf, tmp_blob.open("wb") as out:
+        layer = write_layer_from(tf, out, compression, pin.epoch, spool_dir=tmp_blob.parent)
+        pkgs = packages_in(tf)
     oci.add_blob_file(layout, tmp_blob, layer.digest)
-    pkgs = packages_from_tar(rootfs_tar)
     started = time.monotonic()
     cfg = image_config(recipe, pin, arch, layer, prov, packages_digest(pkgs))
     cfg_desc = oci.write_json_blob(layout, cfg, oci.MT_CONFIG)
@@ -58,6 +63,13 @@ def assemble_arch(
     man = image_manifest(cfg_desc, layer_desc, common_annotations(recipe, pin, prov))
     man_desc = oci.write_json_blob(layout, man, oci.MT_MANIFEST, platform=arch.to_oci())
     return ArchImage(arch, man_desc, cfg_desc.digest, layer, pkgs, time.monotonic() - started)
+
+
+def _open_tar(src: Path | BinaryIO) -> tarfile.TarFile:
+    if isinstance(src, Path):
+        return tarfile.open(src, "r:")
+    src.seek(0)
+    return tarfile.open(fileobj=src, mode="r:")
 
 
 def assemble_index(

@@ -105,12 +105,11 @@ def build_arch(
         phases = read_phases(job, started, boot_clock())
     for phase, seconds in phases.items():
         progress.record(f"mmdebstrap: {phase}", seconds, task)
-    with progress.stage(f"canonical layer ({req.compression.describe()})", task):
+    with tar, progress.stage(f"canonical layer ({req.compression.describe()})", task):
         img = assemble_arch(layout, req.recipe, req.pin, arch, req.provenance, tar)
     progress.record("canonical tar", img.layer.tar_seconds, task)
     progress.record("compression", img.layer.compress_seconds, task)
     progress.record("OCI config and manifest", img.oci_seconds, task)
-    tar.unlink()
     return ArchResult(
         arch,
         img.manifest,

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from factory.common import runner
 from factory.common.arch import Architecture
@@ -28,10 +29,6 @@ class RootfsJob:
     source: BuildSource
     env: BuildEnv
     workdir: Path  # private to this build: sources file, output tar
-
-    @property
-    def tar_path(self) -> Path:
-        return self.workdir / "rootfs.tar"
 
     @property
     def sources_path(self) -> Path:
@@ -160,7 +157,8 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
             f'--customize-hook=rm -rf "$1{d}"; rmdir "$1{os.path.dirname(d)}" 2>/dev/null || true'
         )
     argv.append(_marker("customize", "customize and normalise", job.phases_path))
-    argv += [r.suite, str(job.tar_path)]
+    # "-": the tar comes to us on stdout (hooks' output goes to stderr), never to disk
+    argv += [r.suite, "-"]
     argv += job.source.lines(r.suite, r.components)
     return argv
 
@@ -200,7 +198,14 @@ def image_sources(job: RootfsJob) -> str:
     return snapshot_sources(recipe.suite, recipe.components, job.pin)
 
 
-def bootstrap(job: RootfsJob) -> Path:
+def memory_file(name: str) -> BinaryIO:
+    """A seekable file in memory (memfd): mmdebstrap's tar is read back at once by the
+    layer writer, so writing it to the scratch disk first would be a pass for nothing."""
+    return open(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")  # noqa: SIM115
+
+
+def bootstrap(job: RootfsJob) -> BinaryIO:
+    """Run mmdebstrap; its root filesystem tar, open and at its start (the caller closes it)."""
     job.workdir.mkdir(parents=True, exist_ok=True)
     (job.workdir / "tmp").mkdir(exist_ok=True)
     job.sources_path.write_text(image_sources(job))
@@ -232,8 +237,14 @@ def bootstrap(job: RootfsJob) -> Path:
             *argv,
         ]
     job.phases_path.unlink(missing_ok=True)
-    runner.run(argv, env=build_env_vars(job), cwd=job.workdir)
-    return job.tar_path
+    tar = memory_file(f"rootfs-{job.arch.debian}-{job.env.name}")
+    try:
+        runner.run(argv, env=build_env_vars(job), cwd=job.workdir, stdout=tar)
+    except BaseException:
+        tar.close()
+        raise
+    tar.seek(0)
+    return tar
 
 
 def mmdebstrap_version() -> str:

@@ -33,13 +33,18 @@ def parse_status(text: str) -> list[Package]:
 
 def packages_from_tar(tar_path: Path) -> list[Package]:
     with tarfile.open(tar_path, "r:") as tf:
-        for name in STATUS_PATHS:
-            try:
-                f = tf.extractfile(name)
-            except KeyError:
-                continue
-            if f is not None:
-                return parse_status(f.read().decode("utf-8", "replace"))
+        return packages_in(tf)
+
+
+def packages_in(tf: tarfile.TarFile) -> list[Package]:
+    """The package set of an open root filesystem tar (its members already read once)."""
+    for name in STATUS_PATHS:
+        try:
+            f = tf.extractfile(name)
+        except KeyError:
+            continue
+        if f is not None:
+            return parse_status(f.read().decode("utf-8", "replace"))
     return []
 
 
