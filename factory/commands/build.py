@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from factory.commands.buildout import (
+    add_selftest_argument,
+    check_byte_path,
+    check_push_targets,
+    print_outcome,
+    push_each,
+)
 from factory.commands.images import add_recipes_argument
 from factory.commands.rebuildattest import add_signing_arguments, build_signer, sign_provenance
 from factory.common import outputs
@@ -16,13 +23,13 @@ from factory.common.errors import UserError
 from factory.common.progress import Progress
 from factory.common.runner import require_tool
 from factory.image.compress import Compression
-from factory.image.selftest import SelfTest, require_selftest
 from factory.pipeline.build import BuildRequest
 from factory.pipeline.double import Verdict, double_build
 from factory.pipeline.request import build_request, request_arches
 from factory.publish import targets as publishing
 from factory.recipes.book import RecipeBook
 from factory.recipes.recipe import Recipe, load_recipe
+from factory.registry.reference import Reference
 from factory.source.snapshot import Timestamp, resolve_pin
 from factory.source.upstream import UPSTREAMS, ResolvedSource, SourceChoice, preflight, resolve
 
@@ -95,29 +102,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from factory.commands import derive  # -f Containerfile: its own flags and run()
 
     derive.add_arguments(p)
-
-
-def add_selftest_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--allow-selftest-mismatch",
-        action="store_true",
-        help="build even if this machine fails the byte-path self-test (its compressor, tar "
-        "writer or JSON encoder gives other bytes than reprobase's known answers): for "
-        "experiments only, the images will not reproduce elsewhere; recorded in the report",
-    )
-
-
-def check_byte_path(args: argparse.Namespace) -> SelfTest:
-    """The known-answer self-test, before anything is built (factory.image.selftest)."""
-    result = require_selftest(allow_mismatch=args.allow_selftest_mismatch)
-    if result.overridden:
-        print(
-            "warning: byte-path self-test failed ("
-            + ", ".join(result.mismatches)
-            + "): images built here will not reproduce on other machines",
-            file=sys.stderr,
-        )
-    return result
 
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
@@ -199,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     select_arches(recipe, args.arch)
     source_choice(args).validate()
     if args.push:
-        check_push_targets(args.push, recipe)
+        check_push_targets(args.push, recipe.tag)
     signer = build_signer(args)
     progress = Progress()
     with resolve(source_choice(args), pin, Path(output).parent, recipe.suite) as src:
@@ -244,56 +228,27 @@ def summary(
     return out
 
 
-def check_push_targets(refs: list[str], recipe: Recipe) -> None:
-    """Every --push reference parses, and its registry answers and lets us push."""
-    from factory.registry import check_push_access_sync, parse_reference
-
-    for text in refs:
-        parse_reference(text, default_tag=recipe.tag)
-    check_push_access_sync(refs)
-
-
 def push_all(
     refs: list[str], layout: Path, req: BuildRequest, verdict: Verdict, progress: Progress
 ) -> list[dict[str, str]]:
-    from factory.registry import parse_reference
-
-    out = []
-    for text in refs:
-        ref = parse_reference(text, default_tag=req.recipe.tag)
+    def push(ref: Reference) -> str:
         tag = ref.tag or req.recipe.tag
         extra = [f"{tag}-{req.pin.day}", f"{tag}-{req.pin.text}"]
         with progress.stage(f"push {ref}"):
-            digest = publishing.push(layout, str(ref), extra, verdict.to_json(), progress.say)
-        out.append({"reference": str(ref), "digest": digest})
-    return out
+            return publishing.push(layout, str(ref), extra, verdict.to_json(), progress.say)
+
+    return push_each(refs, req.recipe.tag, push)
 
 
 def print_human(result: dict[str, Any], verdict: Verdict) -> None:
+    def layer(d: dict[str, Any]) -> str:
+        return (
+            f"layer    {d['layer']} ({d['size'] / 1e6:.1f} MB, "
+            f"{d['uncompressed_size'] / 1e6:.1f} MB uncompressed)"
+        )
+
+    header = f"{result['image']} @ {result['snapshot']}"
+    print_outcome(header, verdict, result["output"], layer, "nothing was written to the output")
     w = sys.stdout.write
-    w(f"\n{result['image']} @ {result['snapshot']}\n")
-    w(f"  index      {verdict.a.index_digest}\n")
-    for a in verdict.a.arches:
-        d = a.digests()
-        w(f"  {a.arch.oci_platform_string():<14} manifest {d['manifest']}\n")
-        w(f"  {'':<14} config   {d['config']}\n")
-        w(
-            f"  {'':<14} layer    {d['layer']} ({d['size'] / 1e6:.1f} MB, "
-            f"{d['uncompressed_size'] / 1e6:.1f} MB uncompressed)\n"
-        )
-    if verdict.b is None:
-        w(f"built once (not verified) -> {result['output']}\n")
-    elif verdict.reproducible:
-        w(
-            f"reproducible: build B (other host name, TZ, locale, umask, directory"
-            f"{', clock +1 day' if verdict.b.env.clock_offset_days else ''}) gave the same digests"
-            f" -> {result['output']}\n"
-        )
-    else:
-        w("NOT REPRODUCIBLE: the two builds differ; nothing was written to the output\n")
-        for line in verdict.differences:
-            w(f"  {line}\n")
-        if verdict.report_text:
-            w(verdict.report_text.rstrip() + "\n")
     if result.get("upstream_bytes") is not None:
         w(f"upstream bytes fetched by the proxy: {result['upstream_bytes']}\n")

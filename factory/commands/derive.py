@@ -9,20 +9,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from factory.common import outputs, runner
-from factory.common.arch import Architecture
+from factory.commands.buildout import (
+    check_byte_path,
+    check_push_targets,
+    print_outcome,
+    push_each,
+)
+from factory.common import outputs
+from factory.common.arch import Architecture, require_emulation
 from factory.common.errors import UserError
+from factory.common.paths import scratch
 from factory.common.progress import Progress
 from factory.derive import context as contexts
 from factory.derive.base import BaseImage, resolve_base
 from factory.derive.buildah import buildah_version
 from factory.derive.containerfile import parse, parse_build_args
 from factory.image.compress import Compression
-from factory.image.selftest import SelfTest, require_selftest
 from factory.pipeline.derived import (
     DerivedRequest,
     context_artifact,
@@ -31,6 +36,7 @@ from factory.pipeline.derived import (
     source_choice_for,
 )
 from factory.pipeline.double import Verdict
+from factory.registry.reference import Reference
 from factory.source.snapshot import Timestamp
 from factory.source.upstream import SourceChoice, preflight, resolve
 
@@ -79,27 +85,6 @@ def _tag(args: argparse.Namespace, file: Path) -> str:
     return tag
 
 
-def check_emulation(arch: Architecture) -> None:
-    runner.require_tool("arch-test")
-    if arch.debian not in runner.output(["arch-test"]).split():
-        raise UserError(
-            f"this machine cannot run {arch.debian} binaries (for the {arch.debian} steps)",
-            hint="apt-get install qemu-user-static binfmt-support, then check with arch-test",
-        )
-
-
-def check_byte_path(args: argparse.Namespace) -> SelfTest:
-    """The known-answer self-test of our byte path, before anything is built."""
-    result = require_selftest(allow_mismatch=args.allow_selftest_mismatch)
-    if result.overridden:
-        print(
-            "warning: byte-path self-test failed (" + ", ".join(result.mismatches) + "): "
-            "images built here will not reproduce on other machines",
-            file=sys.stderr,
-        )
-    return result
-
-
 def _arches(args: argparse.Namespace, base: BaseImage) -> tuple[Architecture, ...]:
     if args.arch is None:
         native = Architecture.native()
@@ -112,8 +97,7 @@ def _arches(args: argparse.Namespace, base: BaseImage) -> tuple[Architecture, ..
     if not arches:
         raise UserError("no architecture selected", hint="e.g. --arch amd64")
     for a in arches:
-        if not a.is_native():
-            check_emulation(a)
+        require_emulation(a, f"for the {a.debian} steps")
     return arches
 
 
@@ -144,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         check_push_targets(args.push, tag.rpartition(":")[2])
     byte_path = check_byte_path(args)
     progress = Progress()
-    with tempfile.TemporaryDirectory(prefix="reprobase-base-", dir="/var/tmp") as tmp:
+    with scratch("base") as tmp:
         base = resolve_base(cf.base, Path(tmp))
         arches = _arches(args, base)
         progress.say(f"FROM {base.title} {base.digest} (snapshot {base.snapshot})")
@@ -167,15 +151,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0 if verdict.b is None or verdict.reproducible else 1
-
-
-def check_push_targets(refs: list[str], tag: str) -> None:
-    """Every --push reference parses, and its registry answers and lets us push."""
-    from factory.registry import check_push_access_sync, parse_reference
-
-    for text in refs:
-        parse_reference(text, default_tag=tag)
-    check_push_access_sync(refs)
 
 
 def summary(
@@ -207,12 +182,9 @@ def push_all(
 ) -> list[dict[str, str]]:
     from factory.image.selfdesc import top_descriptor
     from factory.publish import targets as publishing
-    from factory.registry import attach_referrer_sync, parse_reference
+    from factory.registry import attach_referrer_sync
 
-    out = []
-    tag = req.tag.rpartition(":")[2]
-    for text in refs:
-        ref = parse_reference(text, default_tag=tag)
+    def push(ref: Reference) -> str:
         with progress.stage(f"push {ref}"):
             digest = publishing.push(layout, str(ref), [], report, progress.say)
             art = context_artifact(layout, req.spec())
@@ -222,34 +194,17 @@ def push_all(
                     str(ref), top_descriptor(layout), artifact_type, payload, media_type,
                     {"org.opencontainers.image.title": "reprobase build context"},
                 )  # fmt: skip
-        out.append({"reference": str(ref), "digest": digest})
-    return out
+        return digest
+
+    return push_each(refs, req.tag.rpartition(":")[2], push)
 
 
 def print_human(result: dict[str, Any], verdict: Verdict) -> None:
-    w = sys.stdout.write
-    w(f"\n{result['image']} FROM {result['base']} ({result['base_digest']})\n")
-    w(f"  index      {verdict.a.index_digest}\n")
-    for a in verdict.a.arches:
-        d = a.digests()
-        w(f"  {a.arch.oci_platform_string():<14} manifest {d['manifest']}\n")
-        w(f"  {'':<14} config   {d['config']}\n")
-        if d["layer"]:
-            w(f"  {'':<14} new layer {d['layer']} ({d['size'] / 1e6:.2f} MB)\n")
-    if verdict.b is None:
-        w(f"built once (not verified) -> {result['output']}\n")
-    elif verdict.reproducible:
-        w(
-            "reproducible: build B (other host name, TZ, locale, umask, directory"
-            f"{', clock +1 day' if verdict.b.env.clock_offset_days else ''}) gave the same "
-            f"digests -> {result['output']}\n"
-        )
-    else:
-        w("NOT REPRODUCIBLE: the two builds differ; nothing was written or pushed\n")
-        for line in verdict.differences:
-            w(f"  {line}\n")
-        if verdict.report_text:
-            w(verdict.report_text.rstrip() + "\n")
+    def layer(d: dict[str, Any]) -> str | None:
+        return f"new layer {d['layer']} ({d['size'] / 1e6:.2f} MB)" if d["layer"] else None
+
+    header = f"{result['image']} FROM {result['base']} ({result['base_digest']})"
+    print_outcome(header, verdict, result["output"], layer, "nothing was written or pushed")
 
 
 def reproduce_if_derived(args: argparse.Namespace) -> int | None:

@@ -6,12 +6,8 @@ import argparse
 import json
 import sys
 
-from factory.commands.build import (
-    add_selftest_argument,
-    add_source_arguments,
-    check_byte_path,
-    source_choice,
-)
+from factory.commands.build import add_source_arguments, source_choice
+from factory.commands.buildout import add_selftest_argument, check_byte_path
 from factory.commands.rebuildattest import add_attest_arguments, attest, attested_line, prepare
 from factory.common.progress import Progress
 from factory.pipeline import toolversion
