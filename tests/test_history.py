@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from factory.common.errors import UserError
-from factory.report.history import History, ResultRecord, package_set_key
+from factory.report.history import SCHEMA_VERSION, History, ResultRecord, package_set_key
 from factory.rootfs.packages import packages_digest
 from tests.report_fixtures import hostile_record, synthetic_records
 
@@ -134,10 +134,10 @@ def test_wal_and_schema_version(tmp_path: Path) -> None:
     History(path).close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     History(path).close()  # reopening does not add a second version row
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:
@@ -220,4 +220,4 @@ def test_schema_1_history_is_read_and_migrated(tmp_path: Path) -> None:
         got = {r.run_id: r.packages_from for r in h.records()}
     assert got == {**{r.run_id: None for r in old}, "later": "recorded-mirror"}
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

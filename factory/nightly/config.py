@@ -9,6 +9,7 @@ from typing import Any
 from factory.common.errors import UserError
 from factory.common.paths import Paths
 from factory.common.tomlcheck import Table, read_toml, table_of
+from factory.nightly.trustconfig import QuorumSpec, parse_quorum, parse_watch
 from factory.publish.targets import PublishTarget
 from factory.source.upstream import UPSTREAMS
 
@@ -16,6 +17,7 @@ _TYPES: dict[str, type] = {
     "images": list, "architectures": list, "upstream": str, "publish": list, "reverify": int,
     "history": str, "report": str, "cache_dir": str, "proxy": str,
     "attest_key": str, "sign_command": str,
+    "quorum": dict, "watch": list,  # factory.nightly.trustconfig
 }  # fmt: skip
 CONFIG_HINT = "see schedules/nightly.toml"
 NIGHTLY_TYPES = _TYPES  # every key [nightly] may have, and its type (the report reads two)
@@ -36,6 +38,8 @@ class NightlyConfig:
     # re-verification signs what it rebuilt (a rebuild attestation, attached to the image)
     attest_key: Path | None = None  # private key PEM, or the public key with sign_command
     sign_command: str | None = None  # a hardware token signs instead (factory.attest.signer)
+    quorum: QuorumSpec | None = None  # the moving tag waits for N rebuilders (nightly.quorumgate)
+    watch: tuple[str, ...] = ()  # images built elsewhere, rebuilt each night (nightly.watch)
 
 
 def _field(src: str, key: str, msg: str) -> UserError:
@@ -57,6 +61,8 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         raise _field(src, "upstream", f"must be one of {', '.join(UPSTREAMS)}")
     if "proxy" in table and upstream == "auto":
         raise _field(src, "upstream", "with a proxy, say what it serves: snapshot or record")
+    if "quorum" in table and not table.get("publish"):
+        raise _field(src, "quorum", "gates publication: list publish targets too")
     if table.get("reverify", 0) < 0:
         raise _field(src, "reverify", "must be >= 0")
     arches = table.get("architectures")
@@ -74,6 +80,8 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         proxy=table.get("proxy"),
         attest_key=_attest_key(src, table),
         sign_command=table.get("sign_command"),
+        quorum=parse_quorum(src, table["quorum"]) if "quorum" in table else None,
+        watch=parse_watch(src, table["watch"]) if "watch" in table else (),
     )
 
 

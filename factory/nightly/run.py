@@ -21,6 +21,7 @@ from factory.common.arch import Architecture
 from factory.common.errors import UserError
 from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
+from factory.nightly import quorumgate, trustnight
 from factory.nightly.config import NightlyConfig
 from factory.pipeline.build import BuildRequest, move_layout
 from factory.pipeline.double import Verdict, double_build
@@ -208,7 +209,13 @@ def conclude(night: Night, built: Built) -> None:
         _records(night, recipe, verdict, "reproducible", started, [], "verified; not published")
         return
     if unchanged(night, recipe, verdict):
-        digest, written = publishing.retag(recipe, night.pin, night.cfg.publish, say)
+        if night.cfg.quorum is not None:  # the moving tag may name an older image
+            retag = quorumgate.retag_unchanged(
+                night.history, recipe, night.pin, night.cfg.publish, say
+            )
+        else:
+            retag = publishing.retag(recipe, night.pin, night.cfg.publish, say)
+        digest, written = retag
         _records(
             night,
             recipe,
@@ -220,9 +227,8 @@ def conclude(night: Night, built: Built) -> None:
             index_digest=digest,
         )
         return
-    written = publishing.publish(
-        staging, recipe, night.pin, night.cfg.publish, verdict.to_json(), say
-    )
+    publish = quorumgate.publish_candidate if night.cfg.quorum else publishing.publish
+    written = publish(staging, recipe, night.pin, night.cfg.publish, verdict.to_json(), say)
     _records(night, recipe, verdict, "reproducible", started, written, "")
 
 
@@ -374,7 +380,9 @@ class NightlyResult:
 
     @property
     def failed(self) -> list[ResultRecord]:
-        return [r for r in self.records if r.verdict in ("differs", "error")]
+        # a watched image is someone else's: its failure is reported, not ours to fail on
+        bad = ("differs", "error")
+        return [r for r in self.records if r.verdict in bad and r.kind != "watch"]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -415,6 +423,8 @@ def run_nightly(
                 if output_layout is None:
                     for image in images:
                         reverify(night, image)
+                    # quorum gate, attestations seen, watch list (factory.nightly.trustnight)
+                    night.records += trustnight.after_builds(night, images)
             if output_layout is None:
                 from factory.report import write_report
 

@@ -20,11 +20,16 @@ from typing import Any, Final
 
 from factory.common.canonical import canonical_json, sha256_digest
 from factory.common.errors import UserError
+from factory.report import trustlog
+from factory.report.trustlog import AttestationRecord, GateRecord
 
 # 2: results.packages_from (where the packages came from; NULL in rows written by 1)
-SCHEMA_VERSION: Final = 2
+# 3: the attestations and gates tables (factory.report.trustlog) and kind "watch"
+SCHEMA_VERSION: Final = 3
 
-KINDS: Final = ("nightly", "reverify")
+# "watch": a rebuild of an image built elsewhere (the nightly's watch list); its image
+# is the reference as configured.
+KINDS: Final = ("nightly", "reverify", "watch")
 # "unchanged": a no-change night, the new date tag points at the last published digest.
 VERDICTS: Final = ("reproducible", "differs", "error", "unchanged", "not-verified")
 PUBLISHABLE: Final = ("reproducible", "unchanged")
@@ -35,7 +40,7 @@ Package = tuple[str, str, str]
 @dataclass(frozen=True)
 class ResultRecord:
     run_id: str  # e.g. "20261129T000000Z-1a2b3c4d"
-    kind: str  # "nightly" | "reverify"
+    kind: str  # "nightly" | "reverify" | "watch"
     image: str  # "debian:bookworm"
     arch: str  # "amd64", "arm64" (one row per image x arch)
     snapshot: str  # "20261129T000000Z"
@@ -221,7 +226,7 @@ class History:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         with db:
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + trustlog.SCHEMA)
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
                 db.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
@@ -238,6 +243,7 @@ class History:
         """Bring an older history up to SCHEMA_VERSION, in the caller's transaction."""
         if version < 2:
             self._db.execute("ALTER TABLE results ADD COLUMN packages_from TEXT")
+        # < 3: the trust tables were made by _setup's CREATE TABLE IF NOT EXISTS already
         self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def add(self, rec: ResultRecord) -> None:
@@ -307,6 +313,24 @@ class History:
             ).fetchall()
             found = self._load(rows)
         return found[0] if found else None
+
+    def add_attestations(self, recs: list[AttestationRecord]) -> int:
+        """Artifacts seen attached to an image; returns how many were new."""
+        with self._lock, self._db:
+            return trustlog.add_attestations(self._db, recs)
+
+    def attestations(self, image: str | None = None) -> list[AttestationRecord]:
+        with self._lock:
+            return trustlog.attestations(self._db, image)
+
+    def add_gate(self, gate: GateRecord) -> None:
+        with self._lock, self._db:
+            trustlog.add_gate(self._db, gate)
+
+    def gates(self, image: str | None = None) -> list[GateRecord]:
+        """Quorum decisions, newest first."""
+        with self._lock:
+            return trustlog.gates(self._db, image)
 
     def images(self) -> list[str]:
         with self._lock:
