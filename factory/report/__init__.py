@@ -15,7 +15,7 @@ from pathlib import Path
 
 from factory.common import outputs
 from factory.common.canonical import canonical_json
-from factory.report import jsondoc, model, pages
+from factory.report import jsondoc, model, pages, trustview
 from factory.report.history import History
 
 
@@ -24,12 +24,17 @@ def render(
 ) -> dict[str, bytes]:
     """Every file of the report: relative path -> bytes (deterministic for a history)."""
     records = history.records()
-    summary, views = model.build(records)
+    attestations, gates = history.attestations(), history.gates()
+    summary, views = model.build(records, attestations, gates)
+    watched = trustview.watch_views(records, attestations)
+    index = pages.index_page(summary, views, title=title, generated=generated, watched=watched)
+    doc = jsondoc.document(
+        records, summary, views, title=title, generated=generated, watched=watched,
+        attestations=attestations, gates=gates,
+    )  # fmt: skip
     files: dict[str, bytes] = {
-        "index.html": pages.index_page(summary, views, title=title, generated=generated).encode(),
-        "results.json": canonical_json(
-            jsondoc.document(records, summary, views, title=title, generated=generated)
-        ),
+        "index.html": index.encode(),
+        "results.json": canonical_json(doc),
     }
     for view in views:
         page = pages.image_page(view, title=title, generated=generated)

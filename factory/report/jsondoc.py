@@ -11,8 +11,11 @@ from typing import Any
 
 from factory.report.history import ResultRecord, package_set_key
 from factory.report.model import Counts, ImageView, Summary
+from factory.report.trustlog import AttestationRecord, GateRecord
+from factory.report.trustview import TrustView, WatchRun, WatchView
 
-JSON_SCHEMA_VERSION = 1
+# 2: images[].trust, watched, attestations, gates (history schema 3)
+JSON_SCHEMA_VERSION = 2
 
 
 def _sort_key(r: ResultRecord) -> tuple[str, ...]:
@@ -35,6 +38,51 @@ def _counts(c: Counts) -> dict[str, Any]:
     }
 
 
+def _trust(t: TrustView | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "index_digest": t.index_digest,
+        "snapshot": t.snapshot,
+        "sboms": [
+            {"format": a.kind.removeprefix("sbom-"), "platform": a.platform, "artifact": a.artifact}
+            for a in t.sboms
+        ],
+        "provenance": [a.artifact for a in t.provenance],
+        "rebuilders": [_rebuilder(a) for a in t.rebuilders],
+        "quorum": t.gate.to_json() if t.gate else None,
+    }
+
+
+def _rebuilder(a: AttestationRecord) -> dict[str, Any]:
+    return {"signer": a.signer, "keyid": a.keyid or None, "outcome": a.outcome,
+            "checked": a.checked, "rebuilt_on": a.rebuilt_on, "artifact": a.artifact}  # fmt: skip
+
+
+def _run(r: WatchRun | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"run_id": r.run_id, "started": r.started, "snapshot": r.snapshot or None,
+            "verdict": r.verdict, "index_digest": r.index_digest,
+            "rebuilt_digest": r.rebuilt_digest, "culprit": r.culprit,
+            "message": r.message}  # fmt: skip
+
+
+def _watched(v: WatchView) -> dict[str, Any]:
+    return {
+        "reference": v.ref,
+        "latest": _run(v.latest),
+        "reproducible_since": _run(v.reproducible_since),
+        "last_failure": _run(v.last_failure),
+        "culprit": v.culprit.culprit if v.culprit else None,
+        "culprit_run": v.culprit.run_id if v.culprit else None,
+        "rebuilders": [_rebuilder(a) for a in v.rebuilders],
+        "runs": [
+            {"run_id": r.run_id, "started": r.started, "verdict": r.verdict} for r in v.runs
+        ],
+    }
+
+
 def document(
     records: Sequence[ResultRecord],
     summary: Summary,
@@ -42,6 +90,9 @@ def document(
     *,
     title: str,
     generated: str | None,
+    watched: Sequence[WatchView] = (),
+    attestations: Sequence[AttestationRecord] = (),
+    gates: Sequence[GateRecord] = (),
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "schema": JSON_SCHEMA_VERSION,
@@ -67,9 +118,14 @@ def document(
                     }
                     for lt in v.latest
                 },
+                "trust": _trust(v.trust),
             }
             for v in views
         ],
+        "watched": [_watched(w) for w in watched],
+        # every attestation seen and every quorum decision, as in the history
+        "attestations": [a.to_json() for a in attestations],
+        "gates": [g.to_json() for g in gates],
         "records": [_record(r) for r in sorted(records, key=_sort_key)],
         # Package lists once per distinct set, as in the history: a year of nights
         # with a rarely changing package set stays small.

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from factory.report.fmt import DASH, snapshot_label, window_start
 from factory.report.history import PUBLISHABLE, VERDICTS, ResultRecord
 from factory.report.pkgdiff import PackageChange, diff_packages
+from factory.report.trustlog import AttestationRecord, GateRecord
+from factory.report.trustview import TrustView, trust_view
 
 WINDOW_DAYS = 30  # the summary's "last 30 days"
 INDEX_NIGHTS = 30  # timeline columns on the overview
@@ -111,6 +113,7 @@ class ImageView:
     latest: tuple[Latest, ...]
     recent: tuple[ResultRecord, ...]  # newest first
     counts: Counts  # last WINDOW_DAYS nights
+    trust: TrustView | None = None  # SBOMs, provenance, rebuilders of the newest published
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,14 @@ def in_window(records: Sequence[ResultRecord], newest_snapshot: str) -> list[Res
     ]
 
 
-def build_image(image: str, slug: str, records: Sequence[ResultRecord], newest: str) -> ImageView:
+def build_image(
+    image: str,
+    slug: str,
+    records: Sequence[ResultRecord],
+    newest: str,
+    attestations: Sequence[AttestationRecord] = (),
+    gates: Sequence[GateRecord] = (),
+) -> ImageView:
     ordered = sorted(records, key=_order, reverse=True)
     return ImageView(
         image=image,
@@ -241,18 +251,28 @@ def build_image(image: str, slug: str, records: Sequence[ResultRecord], newest: 
         latest=build_latest(records),
         recent=tuple(ordered[:RECENT_RUNS]),
         counts=Counts.of(in_window(records, newest)),
+        trust=trust_view(image, records, attestations, gates),
     )
 
 
-def build(records: Sequence[ResultRecord]) -> tuple[Summary, tuple[ImageView, ...]]:
-    """The whole report's content from every record in the history."""
+def build(
+    records: Sequence[ResultRecord],
+    attestations: Sequence[AttestationRecord] = (),
+    gates: Sequence[GateRecord] = (),
+) -> tuple[Summary, tuple[ImageView, ...]]:
+    """The whole report's content from every record in the history (watched images, built
+    elsewhere, are factory.report.trustview.watch_views')."""
     nightly = [r for r in records if r.kind == "nightly"]
     newest = max((r.snapshot for r in nightly), default="")
     by_image: dict[str, list[ResultRecord]] = {}
     for rec in records:
-        by_image.setdefault(rec.image, []).append(rec)
+        if rec.kind != "watch":
+            by_image.setdefault(rec.image, []).append(rec)
     names = slugs(sorted(by_image))
-    views = tuple(build_image(img, names[img], by_image[img], newest) for img in sorted(by_image))
+    views = tuple(
+        build_image(img, names[img], by_image[img], newest, attestations, gates)
+        for img in sorted(by_image)
+    )
     start = window_start(newest, WINDOW_DAYS) if newest else None
     window = f"{snapshot_label(start)} {DASH} {snapshot_label(newest)}" if start else newest
     summary = Summary(

@@ -20,9 +20,11 @@ from factory.report.fmt import (
 )
 from factory.report.history import ResultRecord
 from factory.report.model import INDEX_NIGHTS, ChangeSet, Counts, ImageView, Latest, Summary
+from factory.report.pagestrust import trust_block, watched_section
 from factory.report.pkgdiff import PackageChange
 from factory.report.style import stylesheet
 from factory.report.svg import VERDICT_COLOURS, arch_colour, size_chart_svg, timeline_svg
+from factory.report.trustview import WatchView
 from factory.source.origin import Origin
 
 TAGLINE = (
@@ -233,6 +235,8 @@ def image_section(view: ImageView, *, overview: bool) -> str:
         f"night{'' if len(tl.snapshots) == 1 else 's'}</h3>",
         f'<div class="scroll">{timeline_svg(tl, label=f"{view.image} verdicts per night")}</div>',
         f'<h3>Latest</h3><div class="latest">{latest}</div>',
+        "<h3>Trust: SBOMs, provenance, rebuilders</h3>",
+        trust_block(view.trust, full=not overview),
         f"<h3>Sizes</h3>{size_charts(view)}",
         "<h3>Package changes</h3>",
         changes_block(
@@ -251,10 +255,16 @@ def image_section(view: ImageView, *, overview: bool) -> str:
 
 
 def index_page(
-    summary: Summary, views: Sequence[ImageView], *, title: str, generated: str | None
+    summary: Summary,
+    views: Sequence[ImageView],
+    *,
+    title: str,
+    generated: str | None,
+    watched: Sequence[WatchView] = (),
 ) -> str:
     body = [tiles(summary), legend()]
     body.extend(image_section(v, overview=True) for v in views)
+    body.append(watched_section(watched))
     if not views:
         body.append(
             '<section class="card"><p class="muted">The history is empty: no nightly '

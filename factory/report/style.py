@@ -69,6 +69,7 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; word-break: break-all; }
 .latest { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 14px; }
 .latest > div { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
+ul.plain { list-style: none; margin: 0; padding: 0; }
 footer { color: var(--muted); font-size: 12.5px; margin-top: 28px; }
 @media (max-width: 860px) { .tiles { grid-template-columns: repeat(2, 1fr); } }
 """
