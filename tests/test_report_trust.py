@@ -20,11 +20,12 @@ W_DIGEST = "sha256:" + "5a" * 32
 
 
 def att(digest: str, kind: str, artifact: str, **kw: object) -> AttestationRecord:
-    base = dict(run_id="r", image="debian:bookworm", index_digest=digest, kind=kind,
-                platform=None, artifact="sha256:" + artifact * 64, signer=None, keyid="",
-                outcome=None, checked=False, rebuilt_on=None, seen="2026-11-29T02:00:00Z")  # fmt: skip
-    base.update(kw)
-    return AttestationRecord(**base)  # type: ignore[arg-type]
+    base = AttestationRecord(
+        run_id="r", image="debian:bookworm", index_digest=digest, kind=kind, platform=None,
+        artifact="sha256:" + artifact * 64, signer=None, keyid="", outcome=None, checked=False,
+        rebuilt_on=None, seen="2026-11-29T02:00:00Z",
+    )  # fmt: skip
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
 def watch_row(day: int, verdict: str, message: str, arch: str = "amd64") -> ResultRecord:
@@ -55,8 +56,9 @@ def filled(path: Path) -> tuple[History, str]:
         att(d, "rebuild", "a5", keyid="cd" * 32, outcome="differs"),  # nobody we know
         att("sha256:" + "00" * 32, "rebuild", "a6", signer="zed"),  # another digest: not shown
     ])  # fmt: skip
-    h.add_gate(GateRecord("r", "debian:bookworm", d, pub.snapshot, 2, False, ("alice",), (),
-                          ("bob", "carol"), (), "quorum FAILED", "2026-11-29T06:00:00Z"))  # fmt: skip
+    gate = GateRecord("r", "debian:bookworm", d, pub.snapshot, 2, False, ("alice",), (),
+                      ("bob", "carol"), (), "quorum FAILED", "2026-11-29T06:00:00Z")  # fmt: skip
+    h.add_gate(gate)
     for day, verdict in [(20, "reproducible"), (21, "differs"), (22, "error"),
                          (23, "reproducible"), (24, "reproducible")]:  # fmt: skip
         msg = "reproduced: identical"
