@@ -6,6 +6,7 @@ real DSSE envelopes and the real history file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,27 @@ from factory.attest.keys import KeyType, write_keypair
 from factory.attest.kinds import ANN_KEYID, ANN_KIND, KIND_REBUILD
 from factory.attest.signer import make_signer
 from factory.attest.store import add_local_referrer
+from factory.common.arch import Architecture
 from factory.common.errors import UserError
+from factory.common.progress import Progress
 from factory.image import oci
 from factory.nightly import quorumgate
 from factory.nightly.config import config_from_dict
+from factory.nightly.run import Built, Night, conclude
 from factory.nightly.trustconfig import QuorumSpec, parse_quorum
+from factory.nightly.trustnight import after_builds
+from factory.pipeline.build import ArchResult, BuildResult
+from factory.pipeline.double import Verdict
 from factory.publish import store
 from factory.publish.targets import PublishTarget
 from factory.recipes.recipe import Recipe, load_recipe
+from factory.report import render
 from factory.report.history import History, ResultRecord
 from factory.report.trustlog import GateRecord
+from factory.rootfs.buildenv import env_a
+from factory.source.origin import Origin
 from factory.source.snapshot import Timestamp
+from factory.source.upstream import ResolvedSource
 from tests.registry_fixtures import make_layout
 
 PIN = Timestamp.parse("20261201T000000Z")
@@ -167,3 +178,66 @@ def test_quorum_config(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="quorum': gates publication"):
         quorum = {"trust": str(trust), "require": 1}
         config_from_dict({"nightly": {"images": ["debian:bookworm"], "quorum": quorum}}, "n.toml")
+
+
+def _verdict(layout: Path, top: oci.Descriptor) -> Verdict:
+    """What a double build that reproduced hands conclude() (A and B the same)."""
+    index = oci.read_json_blob(layout, top.digest)
+    manifest = oci.Descriptor.from_json(index["manifests"][0])
+    arch = ArchResult(Architecture.parse("amd64"), manifest, "c", "l", "d", 100, 200,
+                      packages=[("libc6", "2.36", "amd64")])  # fmt: skip
+    result = BuildResult(layout, top, [arch], env_a(layout.parent / "env"))
+    return Verdict(result, result)
+
+
+def test_the_nightly_under_the_gate(tmp_path: Path) -> None:
+    """conclude() publishes a candidate, the trust steps hold then promote it, a no-change
+    night re-tags it, and the report says who attested what (no mmdebstrap involved)."""
+    trust, priv = keys(tmp_path)
+    target = f"oci:{tmp_path / 'store'}"
+    cfg = config_from_dict({"nightly": {
+        "images": ["debian:bookworm"], "publish": [target], "history": str(tmp_path / "h.sqlite"),
+        "report": str(tmp_path / "report"), "quorum": {"trust": str(trust), "require": 2},
+    }}, "n.toml")  # fmt: skip
+    recipe, t = load_recipe("debian:bookworm"), PublishTarget(target)
+    src = ResolvedSource(None, Origin.SNAPSHOT, None, None)  # type: ignore[arg-type]
+    staging = tmp_path / "staging"
+    top = make_layout(staging, platforms=("amd64",), layer_sizes=(100,), seed=3)
+    sbom = {ANN_KIND: "sbom-spdx", "org.reprobase.platform": "linux/amd64"}
+    add_local_referrer(staging, top, "application/spdx+json", b"{}", "application/spdx+json",
+                       sbom)  # fmt: skip
+    with History(cfg.history) as h:
+
+        def night(pin: Timestamp) -> Night:
+            return Night(cfg, pin, h, src, Progress(), tmp_path, f"{pin.text}-x")
+
+        n1 = night(PIN)
+        conclude(n1, Built("debian:bookworm", recipe, _verdict(staging, top), staging,
+                           tmp_path / "keep", NOW))  # fmt: skip
+        day = f"{target}/debian:bookworm-20261201"
+        assert n1.records[0].published == (day, f"{day}T000000Z")
+        assert after_builds(n1, cfg.images) == []
+        assert "bookworm" not in store.tags(t.store_dir("debian"))
+        (held,) = h.gates()
+        assert held.missing == ("alice", "bob", "carol") and not held.passed
+
+        for name in ("alice", "bob"):
+            attest(t, recipe, top, priv[name])
+        n2 = night(PIN2)
+        again = tmp_path / "staging2"  # the same package set the next night: re-tagged
+        make_layout(again, platforms=("amd64",), layer_sizes=(100,), seed=3)
+        conclude(n2, Built("debian:bookworm", recipe, _verdict(again, top), again,
+                           tmp_path / "keep", NOW))  # fmt: skip
+        assert n2.records[0].verdict == "unchanged" and n2.records[0].index_digest == top.digest
+        after_builds(n2, cfg.images)
+        tags = store.tags(t.store_dir("debian"))
+        assert tags["bookworm"] == tags["bookworm-20261202"] == top.digest
+        assert h.gates()[0].passed and h.gates()[0].identical == ("alice", "bob")
+        seen = {(a.kind, a.signer, a.checked) for a in h.attestations()}
+        assert seen == {("sbom-spdx", None, False), ("rebuild", "alice", True),
+                        ("rebuild", "bob", True)}  # fmt: skip
+        doc = json.loads(render(h)["results.json"])
+    trust_doc = doc["images"][0]["trust"]
+    assert trust_doc["quorum"]["passed"] and trust_doc["quorum"]["missing"] == ["carol"]
+    assert [r["signer"] for r in trust_doc["rebuilders"]] == ["alice", "bob"]
+    assert [s["platform"] for s in trust_doc["sboms"]] == ["linux/amd64"]

@@ -69,6 +69,11 @@ def newest_published(records: Sequence[ResultRecord]) -> ResultRecord | None:
     return max(pubs, key=lambda r: (r.started, r.finished, r.run_id), default=None)
 
 
+def _by_signer(a: AttestationRecord) -> tuple[bool, str, str, str]:
+    """Named rebuilders first, by name; unknown keys after them, by key id."""
+    return (a.signer is None, a.signer or "", a.keyid or "", a.artifact)
+
+
 def trust_view(
     image: str,
     records: Sequence[ResultRecord],
@@ -90,7 +95,7 @@ def trust_view(
         pub.snapshot,
         tuple(a for a in mine if a.kind.startswith("sbom-")),
         tuple(a for a in mine if a.kind == "provenance"),
-        tuple(a for a in mine if a.kind == "rebuild"),
+        tuple(sorted((a for a in mine if a.kind == "rebuild"), key=_by_signer)),
         gate,
     )
 
@@ -125,10 +130,11 @@ def watch_views(
             since = run
         failure = next((r for r in runs if r.verdict != "reproducible"), None)
         digest = runs[0].index_digest
-        signed = tuple(
-            a for a in attestations
-            if a.image == ref and a.index_digest == digest and a.kind == "rebuild"
-        )  # fmt: skip
+        signed = tuple(sorted(
+            (a for a in attestations
+             if a.image == ref and a.index_digest == digest and a.kind == "rebuild"),
+            key=_by_signer,
+        ))  # fmt: skip
         named = next((r for r in runs if r.culprit), None)
         views.append(WatchView(ref, tuple(runs[:WATCH_RUNS]), since, failure, named, signed))
     return tuple(views)
