@@ -423,8 +423,8 @@ def run_nightly(
                 if output_layout is None:
                     for image in images:
                         reverify(night, image)
-                    # quorum gate, attestations seen, watch list (factory.nightly.trustnight)
-                    night.records += trustnight.after_builds(night, images)
+                    # quorum gate, attestations seen, watch list (--only: that image alone)
+                    night.records += trustnight.after_builds(night, images, watch=not only)
             if output_layout is None:
                 from factory.report import write_report
 

@@ -64,10 +64,16 @@ class NightParts(Protocol):
 
 
 def after_builds(
-    night: NightParts, images: Sequence[str], now: Callable[[], str] = utc_now
+    night: NightParts,
+    images: Sequence[str],
+    *,
+    watch: bool = True,
+    now: Callable[[], str] = utc_now,
 ) -> list[ResultRecord]:
     """The gate and the attestations seen for our images, then the watch list's rows."""
     gate_and_observe(night.cfg, night.history, images, night.run_id, now, night.progress.say)
+    if not watch:
+        return []
     src = night.src
     choice = SourceChoice(
         proxy=src.proxy.url if src.proxy else None, upstream=src.packages_from.proxy_upstream

@@ -5,6 +5,8 @@ pkgdiff  package-set changes between two nights, pure
 svg      inline SVG charts, pure
 pages    HTML pages, pure
 jsondoc  results.json, pure
+trustview / pagestrust  SBOMs, provenance, rebuilders, quorum gates, watched images, pure
+trustlog the history's attestations and gates tables
 here     write_report: the only function that touches the file system
 """
 
