@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["build", "compress", "proxy", "publish", "diff", "nightly", "derive"]
+ALL = ["build", "compress", "proxy", "publish", "diff", "nightly", "derive", "attest"]
 
 
 def main(argv: list[str]) -> int:

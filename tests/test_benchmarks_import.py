@@ -51,3 +51,17 @@ def test_benchmark_names_exist(path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         and not hasattr(ours[node.value.id], node.attr)
     ]
     assert missing == []
+
+
+def test_run_py_runs_every_benchmark() -> None:
+    """`benchmarks/run.py` with no argument is "all": a new bench_X.py must be in its list."""
+    import ast
+
+    tree = ast.parse((BENCH / "run.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ALL" for t in node.targets)
+    )
+    present = sorted(p.stem.removeprefix("bench_") for p in BENCH.glob("bench_*.py"))
+    assert sorted(listed) == present
