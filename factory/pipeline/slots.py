@@ -21,8 +21,9 @@ from factory.common.paths import SCRATCH
 
 # Measured peaks of one bookworm (not slim) amd64 build on 2026-12-02: 439 MB PSS summed
 # over the process tree (mmdebstrap, apt, dpkg, ours) and 263 MB in its scratch directory
-# (chroot, then tar; the layer comes after the chroot is gone). With headroom for larger
-# recipes (more packages) and a page cache that holds the spooled tar:
+# (the chroot). mmdebstrap's tar (120 MB here) is then held in memory, not on disk
+# (factory.rootfs.mmdebstrap.memory_file), while the chroot is already gone. With headroom
+# for larger recipes (more packages) and a page cache that holds the spooled tar:
 PEAK_MEMORY = 640 << 20
 PEAK_DISK = 1 << 30
 
