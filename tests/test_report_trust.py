@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from factory.report import render
-from factory.report.history import History, ResultRecord
+from factory.report.history import SCHEMA_VERSION, History, ResultRecord
 from factory.report.trustlog import AttestationRecord, GateRecord
 from factory.report.trustview import newest_published
 from tests.report_fixtures import synthetic_records
@@ -128,4 +128,4 @@ def test_history_before_schema_3_reads(tmp_path: Path) -> None:
         assert h.add_attestations([dataclasses.replace(a, run_id="later")]) == 0  # seen before
         assert h.attestations() == [a] and len(h.records()) == 4
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
