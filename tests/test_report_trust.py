@@ -15,6 +15,12 @@ from factory.report.trustlog import AttestationRecord, GateRecord
 from factory.report.trustview import newest_published
 from tests.report_fixtures import synthetic_records
 
+SCHEMA_2_RESULTS = {
+    "id", "run_id", "kind", "image", "arch", "snapshot", "verdict", "index_digest",
+    "manifest_digest", "digest_b", "size", "uncompressed_size", "packages_digest",
+    "package_set", "published", "upstream_bytes", "durations", "started", "finished",
+    "message", "packages_from",
+}  # fmt: skip
 REF = "reg.invalid/team/debian:bookworm"
 W_DIGEST = "sha256:" + "5a" * 32
 
@@ -116,6 +122,9 @@ def test_history_before_schema_3_reads(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:  # what schema 2 looked like
         db.execute("DROP TABLE attestations")
         db.execute("DROP TABLE gates")
+        for (name,) in db.execute("SELECT name FROM pragma_table_info('results')").fetchall():
+            if name not in SCHEMA_2_RESULTS:  # columns a later schema added
+                db.execute(f"ALTER TABLE results DROP COLUMN {name}")
         db.execute("UPDATE schema_version SET version = 2")
     with History(path, readonly=True) as h:
         assert h.attestations() == [] and h.gates() == []
