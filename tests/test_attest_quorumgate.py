@@ -241,3 +241,27 @@ def test_the_nightly_under_the_gate(tmp_path: Path) -> None:
     assert trust_doc["quorum"]["passed"] and trust_doc["quorum"]["missing"] == ["carol"]
     assert [r["signer"] for r in trust_doc["rebuilders"]] == ["alice", "bob"]
     assert [s["platform"] for s in trust_doc["sboms"]] == ["linux/amd64"]
+
+
+def test_a_target_that_fails_promotion_is_tried_again(tmp_path: Path, setup: Setup) -> None:
+    history, target, recipe, spec, priv = setup
+    top = candidate(tmp_path, history, target, recipe, PIN, seed=1)
+    for name in ("alice", "bob"):
+        attest(target, recipe, top, priv[name])
+    other = PublishTarget(f"oci:{tmp_path / 'other'}")  # the candidate never reached it
+
+    def gate() -> GateRecord | None:
+        return quorumgate.gate_image(history, recipe, [target, other], spec, "r", NOW, print)
+
+    first = gate()
+    assert first is not None and first.passed
+    assert first.promoted == (target.describe("debian", "bookworm"),)
+    assert f"not written to {other.describe('debian', 'bookworm')}" in first.message
+    layout = tmp_path / "layout-1"
+    quorumgate.publish_candidate(layout, recipe, PIN, [other], None, print)
+    second = gate()  # the next night: only what is left
+    assert second is not None and second.promoted == tuple(
+        t.describe("debian", "bookworm") for t in (target, other)
+    )
+    assert store.tags(other.store_dir("debian"))["bookworm"] == top.digest
+    assert gate() is None

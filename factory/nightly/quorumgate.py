@@ -123,10 +123,24 @@ def candidate(
     for r in recs:
         if r.index_digest == newest.index_digest and moving & set(r.published):
             return None
-    for g in history.gates(image=recipe.ref):
-        if g.index_digest == newest.index_digest and g.passed and g.promoted:
-            return None
-    return newest
+    done = {p for g in history.gates(image=recipe.ref)
+            if g.index_digest == newest.index_digest and g.passed for p in g.promoted}  # fmt: skip
+    return None if moving <= done else newest
+
+
+def _promote(
+    targets: Sequence[PublishTarget], recipe: Recipe, src_tag: str, promoted: list[str]
+) -> str:
+    """Write the moving tag on every target (appending each to promoted); what happened.
+    A target that fails is tried again next night (candidate() sees it unpromoted)."""
+    for t in targets:
+        ref = t.describe(recipe.name, recipe.tag)
+        try:
+            _point(t, recipe.name, src_tag, [recipe.tag])
+        except UserError as exc:
+            return f"{recipe.tag!r} not written to {ref}: {exc.message}"
+        promoted.append(ref)
+    return f"{recipe.tag!r} now names it"
 
 
 def gate_image(
@@ -149,20 +163,17 @@ def gate_image(
         if found.subject.digest != digest:
             raise UserError(f"{src_tag} names {found.subject.digest}, not the candidate {digest}")
         d = decide(digest, list(spec.keys), envelopes(found.artifacts), spec.require)
-        message = d.summary()
-        if d.passed:
-            for t in targets:
-                _point(t, recipe.name, src_tag, [recipe.tag])
-                promoted.append(t.describe(recipe.name, recipe.tag))
-            message += f"; {recipe.tag!r} now names it"
-        else:
-            message += f"; {recipe.tag!r} held"
-        identical, disagreeing, missing = d.identical, d.disagreeing, d.missing
-        passed = d.passed
     except UserError as exc:  # one image's registry trouble never stops the night
         message = f"quorum not decided: {exc.message}; {recipe.tag!r} held"
         identical, disagreeing, missing = [], [], sorted(k.name for k in spec.keys)
         passed = False
+    else:
+        message, passed = d.summary(), d.passed
+        identical, disagreeing, missing = d.identical, d.disagreeing, d.missing
+        if passed:
+            message += "; " + _promote(targets, recipe, src_tag, promoted)
+        else:
+            message += f"; {recipe.tag!r} held"
     say(f"{recipe.ref} {src_tag}: {message}")
     gate = GateRecord(
         run_id, recipe.ref, digest, cand.snapshot, spec.require, passed, tuple(identical),
