@@ -10,7 +10,9 @@ is exactly what was built. Nondeterminism removed, each with its reason:
   modes follow the cloning user's umask);
 - owners: 0:0, no names (the user's uid is a host fact);
 - hard links become copies, special files are refused (a socket or a device cannot be
-  recorded).
+  recorded);
+- what `.containerignore` (or `.dockerignore`) excludes is left out (factory.derive.ignore):
+  the recorded context is what the builds see, not a checkout's `.git` and caches.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from factory.common.canonical import sha256_digest
 from factory.common.errors import UserError
+from factory.derive.ignore import Ignore
 from factory.image.compress import Compression
 
 MAX_CONTEXT = 256 << 20  # bytes of file data: a context is sources, not a data set
@@ -82,12 +85,7 @@ def pack(root: Path) -> Context:
     """The canonical tar of the directory root (pure but for reading it)."""
     if not root.is_dir():
         raise UserError(f"--context {root}: not a directory")
-    paths: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        here = Path(dirpath)
-        paths += [here / d for d in dirnames] + [here / f for f in filenames]
-    paths.sort(key=lambda p: os.fsencode(p.relative_to(root)))
+    paths = _selected(root, Ignore.of(root))
     buf = io.BytesIO()
     total = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tf:
@@ -119,6 +117,31 @@ def pack(root: Path) -> Context:
                     hint="a build context holds files, directories and symbolic links only",
                 )
     return Context(buf.getvalue())
+
+
+def _selected(root: Path, ignore: Ignore) -> list[Path]:
+    """Every path under root the ignore file keeps, sorted by path bytes; a directory it
+    excludes is still listed when something below it is kept (`!` re-includes)."""
+    files: list[Path] = []
+    dirs: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel = here.relative_to(root).as_posix()
+        dirnames[:] = sorted(
+            d for d in dirnames if not ignore.prune(d if rel == "." else f"{rel}/{d}")
+        )
+        dirs += [here / d for d in dirnames]
+        for f in filenames:
+            if not ignore.excluded((here / f).relative_to(root).as_posix()):
+                files.append(here / f)
+    kept_parents = {p for f in files for p in f.relative_to(root).parents}
+    rel = {d: d.relative_to(root) for d in dirs}
+    kept_dirs = [
+        d for d in dirs if rel[d] in kept_parents or not ignore.excluded(rel[d].as_posix())
+    ]
+    paths = files + kept_dirs
+    paths.sort(key=lambda p: os.fsencode(p.relative_to(root)))
+    return paths
 
 
 def _safe(name: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from factory.common.errors import UserError
 from factory.common.paths import Paths
 from factory.common.tomlcheck import Table, read_toml, table_of
+from factory.nightly.derivedconfig import DerivedImage, parse_derived
 from factory.nightly.trustconfig import QuorumSpec, parse_quorum, parse_watch
 from factory.publish.targets import PublishTarget
 from factory.source.upstream import UPSTREAMS
@@ -18,6 +19,7 @@ _TYPES: dict[str, type] = {
     "history": str, "report": str, "cache_dir": str, "proxy": str,
     "attest_key": str, "sign_command": str,
     "quorum": dict, "watch": list,  # factory.nightly.trustconfig
+    "derived": list,  # [[nightly.derived]]: factory.nightly.derivedconfig
 }  # fmt: skip
 CONFIG_HINT = "see schedules/nightly.toml"
 NIGHTLY_TYPES = _TYPES  # every key [nightly] may have, and its type (the report reads two)
@@ -40,6 +42,7 @@ class NightlyConfig:
     sign_command: str | None = None  # a hardware token signs instead (factory.attest.signer)
     quorum: QuorumSpec | None = None  # the moving tag waits for N rebuilders (nightly.quorumgate)
     watch: tuple[str, ...] = ()  # images built elsewhere, rebuilt each night (nightly.watch)
+    derived: tuple[DerivedImage, ...] = ()  # Containerfiles FROM our images (nightly.derived)
 
 
 def _field(src: str, key: str, msg: str) -> UserError:
@@ -63,6 +66,8 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         raise _field(src, "upstream", "with a proxy, say what it serves: snapshot or record")
     if "quorum" in table and not table.get("publish"):
         raise _field(src, "quorum", "gates publication: list publish targets too")
+    if table.get("derived") and not table.get("publish"):
+        raise _field(src, "derived", "is built FROM the published bases: list publish targets")
     if table.get("reverify", 0) < 0:
         raise _field(src, "reverify", "must be >= 0")
     arches = table.get("architectures")
@@ -82,6 +87,9 @@ def config_from_dict(data: dict[str, Any], src: str) -> NightlyConfig:
         sign_command=table.get("sign_command"),
         quorum=parse_quorum(src, table["quorum"]) if "quorum" in table else None,
         watch=parse_watch(src, table["watch"]) if "watch" in table else (),
+        derived=parse_derived(src, table["derived"], _strings(src, "images", table["images"]))
+        if "derived" in table
+        else (),
     )
 
 

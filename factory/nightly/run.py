@@ -21,7 +21,7 @@ from factory.common.arch import Architecture
 from factory.common.errors import UserError
 from factory.common.paths import scratch_dir
 from factory.common.progress import Progress
-from factory.nightly import quorumgate, trustnight
+from factory.nightly import derived, quorumgate, trustnight
 from factory.nightly.config import NightlyConfig
 from factory.pipeline.build import BuildRequest, move_layout
 from factory.pipeline.double import Verdict, double_build
@@ -340,7 +340,7 @@ def validate_night(
 ) -> None:
     """Everything a night will need, refused before the first build (and before a failed
     night is written to the history): images, architectures, publish targets."""
-    images = [i for i in cfg.images if not only or i in only] or list(only)
+    images = derived.base_images(cfg, only)  # --only may name derived images alone
     if arches is not None and not [a for a in arches if a.strip()]:
         raise UserError("--arch names no architecture", hint="e.g. --arch amd64")
     for name in [*(arches or ()), *(cfg.architectures or ())]:
@@ -365,6 +365,7 @@ def validate_night(
                     hint="a registry namespace such as 127.0.0.1:5000/reprobase or oci:DIR",
                 ) from None
             refs.append(str(ref))
+    refs += derived.publish_checks(cfg, only)
     if refs:
         check_push_access_sync(refs)
 
@@ -406,7 +407,7 @@ def run_nightly(
 ) -> NightlyResult:
     """jobs: builds at once (factory.pipeline.slots; the caller checks the machine)."""
     progress = progress or Progress()
-    images = [i for i in cfg.images if not only or i in only] or list(only)
+    images = derived.base_images(cfg, only)  # --only may name derived images alone
     run_id = f"{pin.text}-{uuid.uuid4().hex[:8]}"
     workdir = scratch_dir("nightly")
     report = None
@@ -421,6 +422,7 @@ def run_nightly(
                 progress.say(f"nightly {run_id}: {len(images)} images from {origin}")
                 build_all(night, images, arches, jobs)
                 if output_layout is None:
+                    derived.after_bases(night, only)  # [[nightly.derived]], FROM those bases
                     for image in images:
                         reverify(night, image)
                     # quorum gate, attestations seen, watch list (--only: that image alone)

@@ -9,6 +9,7 @@ images.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -43,6 +44,7 @@ from factory.image.compress import Compression
 from factory.image.selfdesc import platform_arch, top_descriptor
 from factory.pipeline.build import ArchResult, BuildResult, move_layout
 from factory.pipeline.double import Verdict, compare_digests, explain
+from factory.pipeline.slots import BuildSlots
 from factory.rootfs.buildenv import BuildEnv, env_a, env_b
 from factory.source.origin import Origin
 from factory.source.upstream import SourceChoice
@@ -241,13 +243,23 @@ def scratch(prefix: str) -> Path:
 
 
 def double_build_derived(
-    req: DerivedRequest, output: Path, *, once: bool, progress: Progress, force: bool = False
+    req: DerivedRequest,
+    output: Path,
+    *,
+    once: bool,
+    progress: Progress,
+    force: bool = False,
+    keep_dir: Path | None = None,
+    slots: BuildSlots | None = None,
 ) -> Verdict:
+    """keep_dir: where a mismatch's evidence goes (default: beside output); slots: each
+    build holds one of the nightly's build slots while it runs."""
     work = scratch("reprobase-derive")
     try:
 
         def one(env: BuildEnv) -> BuildResult:
-            result = build_derived(req, env, work / f"layout-{env.name.lower()}", progress)
+            with slots.slot() if slots is not None else contextlib.nullcontext():
+                result = build_derived(req, env, work / f"layout-{env.name.lower()}", progress)
             progress.say(f"build {env.name}: index {result.index_digest}")
             return result
 
@@ -264,7 +276,7 @@ def double_build_derived(
         if verdict.differences:
             with progress.stage("explaining the difference"):
                 verdict.report, verdict.report_text = explain(a.layout, b.layout)
-            keep_evidence(verdict, output.with_name(output.name + ".mismatch"), force)
+            keep_evidence(verdict, keep_dir or output.with_name(output.name + ".mismatch"), force)
             return verdict
         move_layout(a.layout, output, force=force)
         a.layout = output

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from factory.common import outputs
 from factory.common.canonical import canonical_json
-from factory.report import jsondoc, model, pages, trustview
+from factory.report import derivedview, jsondoc, model, pages, trustview
 from factory.report.history import History
 
 
@@ -29,7 +29,10 @@ def render(
     attestations, gates = history.attestations(), history.gates()
     summary, views = model.build(records, attestations, gates)
     watched = trustview.watch_views(records, attestations)
-    index = pages.index_page(summary, views, title=title, generated=generated, watched=watched)
+    derived = derivedview.derived_section(derivedview.derived_views(records))
+    index = pages.index_page(
+        summary, views, title=title, generated=generated, watched=watched, derived=derived
+    )
     doc = jsondoc.document(
         records, summary, views, title=title, generated=generated, watched=watched,
         attestations=attestations, gates=gates,

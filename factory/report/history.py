@@ -25,11 +25,14 @@ from factory.report.trustlog import AttestationRecord, GateRecord
 
 # 2: results.packages_from (where the packages came from; NULL in rows written by 1)
 # 3: the attestations and gates tables (factory.report.trustlog) and kind "watch"
-SCHEMA_VERSION: Final = 3
+# 4: results.base_digest and kinds "derived", "derived-reverify" (factory.nightly.derived)
+SCHEMA_VERSION: Final = 4
 
 # "watch": a rebuild of an image built elsewhere (the nightly's watch list); its image
 # is the reference as configured.
-KINDS: Final = ("nightly", "reverify", "watch")
+# "derived" / "derived-reverify": a derived image's nightly build and its re-verification
+# (image = its NAME:TAG, base_digest = the digest of the base it was built FROM).
+KINDS: Final = ("nightly", "reverify", "watch", "derived", "derived-reverify")
 # "unchanged": a no-change night, the new date tag points at the last published digest.
 VERDICTS: Final = ("reproducible", "differs", "error", "unchanged", "not-verified")
 PUBLISHABLE: Final = ("reproducible", "unchanged")
@@ -61,6 +64,7 @@ class ResultRecord:
     # factory.source.origin.Origin's value: "snapshot.debian.org", "recorded-mirror",
     # "mirror"; None when unknown (rows from before history schema 2, errors before a build)
     packages_from: str | None = None
+    base_digest: str | None = None  # derived images only (schema 4)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -100,7 +104,7 @@ class ResultRecord:
             "finished": self.finished,
             "message": self.message,
             "packages_from": self.packages_from,
-        }
+        } | ({"base_digest": self.base_digest} if self.base_digest is not None else {})
 
 
 def package_set_key(packages: Sequence[Package]) -> str:
@@ -135,7 +139,8 @@ CREATE TABLE IF NOT EXISTS results (
     started TEXT NOT NULL,
     finished TEXT NOT NULL,
     message TEXT NOT NULL,
-    packages_from TEXT
+    packages_from TEXT,
+    base_digest TEXT
 );
 CREATE INDEX IF NOT EXISTS results_image_arch ON results(image, arch, started);
 """
@@ -143,7 +148,7 @@ CREATE INDEX IF NOT EXISTS results_image_arch ON results(image, arch, started);
 _COLUMNS: Final = (
     "run_id, kind, image, arch, snapshot, verdict, index_digest, manifest_digest, digest_b, "
     "size, uncompressed_size, packages_digest, package_set, published, upstream_bytes, "
-    "durations, started, finished, message, packages_from"
+    "durations, started, finished, message, packages_from, base_digest"
 )
 
 
@@ -244,6 +249,9 @@ class History:
         if version < 2:
             self._db.execute("ALTER TABLE results ADD COLUMN packages_from TEXT")
         # < 3: the trust tables were made by _setup's CREATE TABLE IF NOT EXISTS already
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        if version < 4 and "base_digest" not in have:
+            self._db.execute("ALTER TABLE results ADD COLUMN base_digest TEXT")
         self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def add(self, rec: ResultRecord) -> None:
@@ -255,7 +263,7 @@ class History:
                     (key, canonical_json([list(p) for p in rec.packages]).decode()),
                 )
             self._db.execute(
-                f"INSERT INTO results({_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+                f"INSERT INTO results({_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 (
                     rec.run_id,
                     rec.kind,
@@ -277,6 +285,7 @@ class History:
                     rec.finished,
                     rec.message,
                     rec.packages_from,
+                    rec.base_digest,
                 ),
             )
 
@@ -371,14 +380,14 @@ class History:
 
 
 def _select_columns(db: sqlite3.Connection) -> str:
-    """The columns to read: a history of schema 1, opened read-only (the report) and so
-    not migrated, has no packages_from yet and reads as NULL there."""
+    """The columns to read: an older history opened read-only (the report), and so not
+    migrated, lacks the later columns (packages_from, base_digest): they read as NULL."""
     have = {row[1] for row in db.execute("PRAGMA table_info(results)")}
-    return (
-        _COLUMNS
-        if "packages_from" in have or not have
-        else _COLUMNS.replace(", packages_from", ", NULL")
-    )
+    cols = _COLUMNS
+    for late in ("packages_from", "base_digest"):  # schema 2, schema 4
+        if have and late not in have:
+            cols = cols.replace(f", {late}", ", NULL")
+    return cols
 
 
 def _record(r: tuple[Any, ...], packages: tuple[Package, ...]) -> ResultRecord:
@@ -403,6 +412,7 @@ def _record(r: tuple[Any, ...], packages: tuple[Package, ...]) -> ResultRecord:
         finished=r[17],
         message=r[18],
         packages_from=r[19],
+        base_digest=r[20],
     )
 
 

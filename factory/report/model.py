@@ -266,7 +266,8 @@ def build(
     newest = max((r.snapshot for r in nightly), default="")
     by_image: dict[str, list[ResultRecord]] = {}
     for rec in records:
-        if rec.kind != "watch":
+        # watched images: trustview; derived images: derivedview (their own sections)
+        if rec.kind not in ("watch", "derived", "derived-reverify"):
             by_image.setdefault(rec.image, []).append(rec)
     names = slugs(sorted(by_image))
     views = tuple(

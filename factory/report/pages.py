@@ -261,10 +261,12 @@ def index_page(
     title: str,
     generated: str | None,
     watched: Sequence[WatchView] = (),
+    derived: str = "",  # factory.report.derivedview's section
 ) -> str:
     body = [tiles(summary), legend()]
     body.extend(image_section(v, overview=True) for v in views)
     body.append(watched_section(watched))
+    body.append(derived)
     if not views:
         body.append(
             '<section class="card"><p class="muted">The history is empty: no nightly '
