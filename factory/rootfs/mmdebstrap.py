@@ -201,7 +201,7 @@ def image_sources(job: RootfsJob) -> str:
 def memory_file(name: str) -> BinaryIO:
     """A seekable file in memory (memfd): mmdebstrap's tar is read back at once by the
     layer writer, so writing it to the scratch disk first would be a pass for nothing."""
-    return open(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")  # noqa: SIM115
+    return open(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")
 
 
 def bootstrap(job: RootfsJob) -> BinaryIO:
