@@ -77,9 +77,7 @@ def _watched(v: WatchView) -> dict[str, Any]:
         "culprit": v.culprit.culprit if v.culprit else None,
         "culprit_run": v.culprit.run_id if v.culprit else None,
         "rebuilders": [_rebuilder(a) for a in v.rebuilders],
-        "runs": [
-            {"run_id": r.run_id, "started": r.started, "verdict": r.verdict} for r in v.runs
-        ],
+        "runs": [{"run_id": r.run_id, "started": r.started, "verdict": r.verdict} for r in v.runs],
     }
 
 
