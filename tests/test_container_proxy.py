@@ -1,14 +1,18 @@
-"""schedules/Containerfile.proxy builds with podman and the proxy in it answers /healthz.
+"""schedules/Containerfile.proxy, built the way its header says: `reprobase build -f
+schedules/Containerfile.proxy --context CHECKOUT` FROM a reprobase debian:bookworm-slim
+(built once through the recorded mirror, as tests/test_derive_real.py makes its base),
+twice, the second build varied; the image is loaded into podman, answers /healthz and
+serves a file through itself from an upstream (the recorded mirror), as nobody, with
+nothing of factory/ in it.
 
-Docker Hub cannot be reached here, so the base is made by reprobase itself: a recipe
-of python3 and python3-venv (given with --recipes), built once through the recorded
-mirror. The build context is a copy of the checkout; the build runs with chroot
-isolation and the host network (pip fetches the dependencies), the container with
-runc (this machine's crun refuses its hybrid cgroups).
+The build context is a copy of the checkout plus the wheels schedules/proxy-wheels.sh
+fetches (hash-pinned, what Debian lacks); the build reaches nothing but the cache proxy.
+The container runs with runc (this machine's crun refuses its hybrid cgroups).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -20,30 +24,25 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from factory.source import proxyctl
-from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror  # noqa: F401
+from tests.build_fixtures import ROOT, TEST_SNAPSHOT, recorded_mirror  # noqa: F401
 from tests.test_package import checkout_copy
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.root,
+    pytest.mark.network,
     pytest.mark.skipif(
-        shutil.which("podman") is None or shutil.which("runc") is None,
-        reason="needs podman and runc (apt-get install podman runc)",
+        shutil.which("podman") is None or shutil.which("runc") is None
+        or shutil.which("buildah") is None,
+        reason="needs podman, runc and buildah (apt-get install podman runc buildah)",
     ),
-]
-RECIPE = """\
-name = "test"
-tag = "python"
-suite = "bookworm"
-variant = "minbase"
-packages = ["python3", "python3-venv", "ca-certificates"]
-description = "a Python base for the proxy's container test"
-"""
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+]  # fmt: skip
+TAG = "localhost/reprobase-cache-proxy:test"
 
 
 @pytest.fixture
@@ -68,18 +67,29 @@ def store_cmd(store: list[str]) -> list[str]:
     return ["podman", *store]
 
 
-def python_base(tmp_path: Path, proxy: proxyctl.ProxyHandle) -> Path:
-    recipes = tmp_path / "recipes"
-    (recipes / "test").mkdir(parents=True)
-    (recipes / "test" / "python.toml").write_text(RECIPE, encoding="utf-8")
+def reprobase(*argv: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", *argv, "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return doc
+
+
+def slim_base(tmp_path: Path, proxy: proxyctl.ProxyHandle) -> Path:
     layout = tmp_path / "base"
-    subprocess.run(
-        [sys.executable, "-m", "factory.cli", "build", "test:python", "--recipes", str(recipes),
-         "--once", "--arch", "amd64", "--snapshot", TEST_SNAPSHOT, "--proxy", proxy.url,
-         "--upstream", "record", "--output", str(layout)],
-        check=True, capture_output=True, timeout=900,
-    )  # fmt: skip
+    reprobase("build", "debian:bookworm-slim", "--once", "--arch", "amd64",
+              "--snapshot", TEST_SNAPSHOT, "--proxy", proxy.url, "--upstream", "record",
+              "--output", str(layout))  # fmt: skip
     return layout
+
+
+def proxy_context(where: Path) -> Path:
+    """The checkout, and the wheels its requirements pin (hashes checked by pip)."""
+    context = checkout_copy(where)
+    subprocess.run(["sh", str(context / "schedules" / "proxy-wheels.sh")], check=True,
+                   capture_output=True, timeout=600,
+                   env={**os.environ, "PIP": f"{sys.executable} -m pip"})  # fmt: skip
+    return context
 
 
 def free_port() -> int:
@@ -99,35 +109,57 @@ def wait_healthz(url: str) -> bytes:
             time.sleep(0.05)  # polling the container's port until it listens
 
 
-def test_containerfile_builds_and_the_proxy_answers(
+def test_the_proxy_image_builds_reproducibly_and_serves(
     tmp_path: Path,
     podman: list[str],
     recorded_mirror: proxyctl.ProxyHandle,  # noqa: F811
 ) -> None:
-    base = python_base(tmp_path, recorded_mirror)
-    context = checkout_copy(tmp_path / "context")
-    build = [*podman, "build", "--isolation", "chroot", "--network", "host", "-q",
-             "--build-arg", f"BASE=oci:{base}", "-t", "reprobase-proxy-test",
-             "-f", str(context / "schedules" / "Containerfile.proxy")]  # fmt: skip
-    if HOST_CA.is_file():  # this site's CA, for pip inside the build
-        build += ["-v", f"{HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro"]
-    proc = subprocess.run([*build, str(context)], capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = slim_base(tmp_path, recorded_mirror)
+    context = proxy_context(tmp_path / "context")
+    out = tmp_path / "image"
+    result = reprobase(
+        "build", "-f", str(context / "schedules" / "Containerfile.proxy"),
+        "--context", str(context), "--build-arg", f"BASE=oci:{base}", "--tag", TAG,
+        "--proxy", recorded_mirror.url, "--upstream", "record", "--output", str(out),
+    )  # fmt: skip
+    # the double build agreed, on every digest, and the layout holds that image
+    assert result["reproducible"] is True and result["differences"] == []
+    a, b = result["build_a"]["digests"], result["build_b"]["digests"]
+    assert a == b and a["index"] == result["index_digest"]
+    assert result["build_b"]["env"]["clock_offset_days"] == "1"
+    index = json.loads((out / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [result["index_digest"]]
+    config = a["platforms"]["linux/amd64"]["config"]
+
+    archive = tmp_path / "proxy.tar"
+    subprocess.run([sys.executable, "-m", "factory.cli", "publish", str(out),
+                    "--output-archive", str(archive), "--archive-name", TAG],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)  # fmt: skip
+    subprocess.run([*podman, "load", "-q", "-i", str(archive)], check=True, capture_output=True)
+    image_id = subprocess.run([*podman, "image", "inspect", "--format", "{{.Id}}", TAG],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert f"sha256:{image_id}" == config  # our bytes, as podman stores them
+
     port = free_port()
     name = f"rbp-{os.getpid()}"
-    run = [*podman, "run", "-d", "--name", name, "--network", "host",
-           "localhost/reprobase-proxy-test",
-           "--listen", f"127.0.0.1:{port}", "--workers", "1"]  # fmt: skip
+    run = [*podman, "run", "-d", "--name", name, "--network", "host", TAG,
+           "--listen", f"127.0.0.1:{port}", "--workers", "1",
+           "--upstream", f"{recorded_mirror.url}archive/"]  # fmt: skip
     started = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stderr
     try:
         assert wait_healthz(f"http://127.0.0.1:{port}/healthz") == b"ok"
+        path = f"archive/debian/{TEST_SNAPSHOT}/dists/bookworm/InRelease"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=60) as resp:
+            through = resp.read()
+            assert resp.headers["X-Cache"] == "MISS"
+        with urllib.request.urlopen(f"{recorded_mirror.url}{path}", timeout=60) as resp:
+            assert through == resp.read() and through.startswith(b"-----BEGIN PGP SIGNED")
         logs = subprocess.run([*podman, "logs", name], capture_output=True, text=True)
         assert "cache /cache" in logs.stdout + logs.stderr  # REPROBASE_PROXY_CACHE_DIR
-        who = subprocess.run(
-            [*podman, "exec", name, "python", "-c", "import factory, os; print(os.getuid())"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        assert who.stdout.strip() == "65534"
+        probe = "import os, importlib.util as u; print(os.getuid(), u.find_spec('factory'))"
+        who = subprocess.run([*podman, "exec", name, "python3", "-c", probe],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert who.stdout.split() == ["65534", "None"]  # nobody, and no factory in the image
     finally:
         subprocess.run([*podman, "rm", "-f", name], capture_output=True, check=False)

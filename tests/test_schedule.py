@@ -267,13 +267,21 @@ def test_compose_config_has_teeth(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "internal" in proc.stdout + proc.stderr
 
 
+def yaml_text() -> str:
+    return (SCHEDULES / "compose.yaml").read_text()
+
+
 def test_compose_services() -> None:
     doc = yaml.safe_load((SCHEDULES / "compose.yaml").read_text())
     proxy, registry = doc["services"]["cache-proxy"], doc["services"]["registry"]
     argv = [*proxy["entrypoint"], *proxy["command"]]
     assert argv == [
-        "python", "-m", "cache_proxy", "--listen", "0.0.0.0:3142", "--cache-dir", "/cache"
+        "python3", "-m", "cache_proxy", "--listen", "0.0.0.0:3142", "--cache-dir", "/cache"
     ]  # fmt: skip
+    # ours, built by reprobase (schedules/Containerfile.proxy's header): never pulled
+    assert (proxy["image"], proxy["pull_policy"]) == (
+        "localhost/reprobase-cache-proxy:latest", "never"
+    ) and "build" not in proxy  # fmt: skip
     assert "proxy-cache:/cache" in proxy["volumes"]
     assert "/healthz" in " ".join(proxy["healthcheck"]["test"])
     assert registry["image"] == "docker.io/library/registry:2"
@@ -282,10 +290,10 @@ def test_compose_services() -> None:
     for svc in doc["services"].values():
         assert "build" in svc["networks"]
         assert all(p.startswith("127.0.0.1:") for p in svc.get("ports", []))
-    containerfile = (
-        SCHEDULES / proxy["build"]["dockerfile"].removeprefix("schedules/")
-    ).read_text()
-    assert 'ENTRYPOINT ["python", "-m", "cache_proxy"]' in containerfile
+    containerfile = (SCHEDULES / "Containerfile.proxy").read_text()
+    assert 'ENTRYPOINT ["python3", "-m", "cache_proxy"]' in containerfile
+    assert "reprobase build -f schedules/Containerfile.proxy --context ." in containerfile
+    assert "reprobase build -f schedules/Containerfile.proxy --context ." in yaml_text()
 
 
 # --- reprobase schedule -------------------------------------------------------------

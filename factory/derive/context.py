@@ -135,9 +135,9 @@ def _selected(root: Path, ignore: Ignore) -> list[Path]:
             if not ignore.excluded((here / f).relative_to(root).as_posix()):
                 files.append(here / f)
     kept_parents = {p for f in files for p in f.relative_to(root).parents}
-    rel = {d: d.relative_to(root) for d in dirs}
+    under = {d: d.relative_to(root) for d in dirs}
     kept_dirs = [
-        d for d in dirs if rel[d] in kept_parents or not ignore.excluded(rel[d].as_posix())
+        d for d in dirs if under[d] in kept_parents or not ignore.excluded(under[d].as_posix())
     ]
     paths = files + kept_dirs
     paths.sort(key=lambda p: os.fsencode(p.relative_to(root)))

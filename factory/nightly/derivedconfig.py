@@ -12,6 +12,7 @@ that a mistake stops nothing midway (what a night does with them: factory.nightl
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def _name(t: Table, value: str) -> str:
 
 def _path(t: Table, key: str, value: str, here: Path, want_dir: bool) -> Path:
     path = Path(value)
-    path = path if path.is_absolute() else here / path
+    path = Path(os.path.abspath(path if path.is_absolute() else here / path))  # no '..' left
     ok = path.is_dir() if want_dir else path.is_file()
     if not ok:
         what = "directory" if want_dir else "file"
@@ -122,7 +123,7 @@ def parse_derived(src: str, value: Any, images: tuple[str, ...]) -> tuple[Derive
     out = tuple(parse_one(src, n, v, images) for n, v in enumerate(value))
     names = [d.name for d in out]
     for n, d in enumerate(out):
-        if names.count(d.name) > 1:
+        if d.name in names[:n]:
             raise Table(src, f"nightly.derived[{n}].").error("name", f"{d.name!r} is listed twice")
         if d.name in images:
             raise Table(src, f"nightly.derived[{n}].").error(
