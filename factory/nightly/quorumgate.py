@@ -27,11 +27,8 @@ from typing import Any
 from factory.attest.fetch import attached
 from factory.attest.quorum import decide
 from factory.attest.seen import envelopes
-from factory.attest.store import copy_referrers
 from factory.common.errors import UserError
-from factory.common.paths import scratch
 from factory.nightly.trustconfig import QuorumSpec
-from factory.publish import store
 from factory.publish import targets as publishing
 from factory.publish.targets import PublishTarget, date_tags
 from factory.recipes.recipe import Recipe
@@ -56,28 +53,13 @@ def publish_candidate(
     say: Say,
 ) -> list[str]:
     """publishing.publish without the moving tag; the references written."""
-    tags = date_tags(recipe, pin)
-    written: list[str] = []
+    written = publishing.publish(
+        layout, recipe, pin, targets, report, say, tags=date_tags(recipe, pin)
+    )
     for t in targets:
-        if t.is_store:
-            top = store.publish(layout, t.store_dir(recipe.name), tags)
-            copy_referrers(layout, t.store_dir(recipe.name), top.digest)
-        else:
-            publishing.push(layout, f"{t.repository(recipe.name)}:{tags[0]}", tags[1:], report, say)
-        written += [t.describe(recipe.name, tag) for tag in tags]
-        say(f"candidate {t.describe(recipe.name, tags[-1])}: {recipe.tag!r} waits for a quorum")
+        say(f"candidate {t.describe(recipe.name, exact_tag(recipe, pin.text))}: "
+            f"{recipe.tag!r} waits for a quorum")  # fmt: skip
     return written
-
-
-def _point(t: PublishTarget, name: str, src_tag: str, tags: list[str]) -> str:
-    """Point tags at the image src_tag names in one target; its digest."""
-    if t.is_store:
-        return store.retag(t.store_dir(name), src_tag, tags).digest
-    from factory.registry import pull_to_layout_sync
-
-    with scratch("retag") as tmp:
-        layout = pull_to_layout_sync(f"{t.repository(name)}:{src_tag}", Path(tmp) / "l")
-        return publishing.push(layout, f"{t.repository(name)}:{tags[0]}", tags[1:], None)
 
 
 def last_published(history: History, recipe: Recipe) -> ResultRecord | None:
@@ -104,7 +86,7 @@ def retag_unchanged(
     tags = date_tags(recipe, pin)
     digest, written = "", []
     for t in targets:
-        digest = _point(t, recipe.name, exact_tag(recipe, last.snapshot), tags)
+        digest = publishing.point(t, recipe.name, exact_tag(recipe, last.snapshot), tags)
         written += [t.describe(recipe.name, tag) for tag in tags]
         say(f"unchanged: {t.describe(recipe.name, tags[0])} -> {digest}")
     return digest, written
@@ -136,7 +118,7 @@ def _promote(
     for t in targets:
         ref = t.describe(recipe.name, recipe.tag)
         try:
-            _point(t, recipe.name, src_tag, [recipe.tag])
+            publishing.point(t, recipe.name, src_tag, [recipe.tag])
         except UserError as exc:
             return f"{recipe.tag!r} not written to {ref}: {exc.message}"
         promoted.append(ref)

@@ -92,9 +92,11 @@ def publish(
     targets: Sequence[PublishTarget],
     report: dict[str, Any] | None,
     say: Callable[[str], None],
+    tags: Sequence[str] | None = None,
 ) -> list[str]:
-    """Publish to every target; returns the references written."""
-    tags = all_tags(recipe, pin)
+    """Publish to every target under tags (default: the moving tag and the date tags);
+    returns the references written."""
+    tags = list(tags) if tags is not None else all_tags(recipe, pin)
     written: list[str] = []
     for t in targets:
         if t.is_store:
@@ -107,6 +109,17 @@ def publish(
     return written
 
 
+def point(t: PublishTarget, name: str, src_tag: str, tags: Sequence[str]) -> str:
+    """Point tags at the image src_tag names in one target; its digest."""
+    if t.is_store:
+        return store.retag(t.store_dir(name), src_tag, list(tags)).digest
+    from factory.registry import pull_to_layout_sync
+
+    with scratch("retag") as tmp:
+        layout = pull_to_layout_sync(f"{t.repository(name)}:{src_tag}", Path(tmp) / "l")
+        return push(layout, f"{t.repository(name)}:{tags[0]}", list(tags[1:]), None)
+
+
 def retag(
     recipe: Recipe, pin: Timestamp, targets: Sequence[PublishTarget], say: Callable[[str], None]
 ) -> tuple[str, list[str]]:
@@ -115,16 +128,7 @@ def retag(
     tags = date_tags(recipe, pin)
     digest, written = "", []
     for t in targets:
-        if t.is_store:
-            digest = store.retag(t.store_dir(recipe.name), recipe.tag, tags).digest
-        else:
-            from factory.registry import pull_to_layout_sync
-
-            with scratch("retag") as tmp:
-                layout = pull_to_layout_sync(
-                    f"{t.repository(recipe.name)}:{recipe.tag}", Path(tmp) / "l"
-                )
-                digest = push(layout, f"{t.repository(recipe.name)}:{tags[0]}", tags[1:], None)
+        digest = point(t, recipe.name, recipe.tag, tags)
         written += [t.describe(recipe.name, tag) for tag in tags]
         say(f"unchanged: {t.describe(recipe.name, tags[0])} -> {digest}")
     return digest, written
