@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from factory.attest import dsse
 from factory.attest.fetch import attached
 from factory.attest.keys import load_trust_dir
 from factory.attest.kinds import ANN_KIND
-from factory.attest.quorum import Found, decide
+from factory.attest.quorum import decide
+from factory.attest.seen import envelopes
 from factory.common.errors import UserError
 
 HELP = "check that N trusted keys attest an identical rebuild of exactly this image digest"
@@ -59,18 +59,11 @@ def run(args: argparse.Namespace) -> int:
             hint="lower --require or add keys",
         )
     found_images = attached(args.reference)
-    found = []
     kinds: dict[str, int] = {}
     for a in found_images.artifacts:
         kind = a.descriptor.annotations.get(ANN_KIND, a.descriptor.artifact_type or "?")
         kinds[kind] = kinds.get(kind, 0) + 1
-        if (a.descriptor.artifact_type or a.media_type) != dsse.MEDIA_TYPE:
-            continue
-        try:
-            env: dsse.Envelope | None = dsse.parse(a.payload)
-        except dsse.EnvelopeError:
-            env = None
-        found.append(Found(a.descriptor.digest, env))
+    found = envelopes(found_images.artifacts)  # the same reading as the nightly's gate
     decision = decide(found_images.subject.digest, keys, found, args.require)
     print(decision.summary())
     for line in decision.refused:
