@@ -9,6 +9,7 @@ import dataclasses
 import io
 import sqlite3
 import tarfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from factory.common.progress import Progress
 from factory.derive.context import pack
 from factory.derive.ignore import Ignore, parse
 from factory.nightly import derived
-from factory.nightly.config import NightlyConfig, load_config
+from factory.nightly.config import NightlyConfig, config_from_dict, load_config
 from factory.publish.targets import PublishTarget
 from factory.report import render
 from factory.report.derivedview import derived_section, derived_views
@@ -111,19 +112,17 @@ def test_only_selects_derived_images_and_their_bases(tmp_path: Path) -> None:
     assert derived.base_images(cfg, ["debian:bookworm"]) == ["debian:bookworm"]
 
 
-def test_the_shipped_example_is_valid(tmp_path: Path) -> None:
-    """schedules/nightly.toml's commented [[nightly.derived]] example, uncommented."""
-    text = (ROOT / "schedules" / "nightly.toml").read_text()
+def test_the_shipped_example_is_valid() -> None:
+    """schedules/nightly.toml's commented [[nightly.derived]] example, uncommented, read as
+    if it were in that file (its paths are relative to it)."""
+    shipped = ROOT / "schedules" / "nightly.toml"
+    text = shipped.read_text()
     block = text[text.index("# [[nightly.derived]]") :].split("\n\n", 1)[0]
     body = "\n".join(line.removeprefix("# ") for line in block.splitlines())
-    path = ROOT / "schedules" / "derived-example.toml"
-    try:
-        path.write_text(text + "\n" + body + "\n")
-        (d,) = load_config(path).derived
-    finally:
-        path.unlink()
+    (d,) = config_from_dict(tomllib.loads(text + "\n" + body + "\n"), str(shipped)).derived
     assert d.containerfile == ROOT / "schedules" / "Containerfile.proxy"
     assert d.context == ROOT and d.base == "debian:bookworm-slim"
+    assert d.name == "reprobase-cache-proxy:latest"
 
 
 # -- FROM, pinned ------------------------------------------------------------------------
