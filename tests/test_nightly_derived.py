@@ -191,26 +191,31 @@ class FakeNight:
 def test_a_failing_derived_image_never_stops_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = load_config(_config(tmp_path, GOOD + GOOD.replace("myapp:latest", "other:1")))
+    three = GOOD + GOOD.replace("myapp:latest", "other:1") + GOOD.replace("myapp:", "third:")
+    cfg = load_config(_config(tmp_path, three))
     tried: list[str] = []
 
     def build_one(night: Any, d: Any) -> derived.Outcome:
         tried.append(d.name)
+        if d.name == "other:1":
+            raise OSError(28, "No space left on device")
         raise UserError(f"{d.name} broke", hint="fix it")
 
     monkeypatch.setattr(derived, "build_one", build_one)
     with History(tmp_path / "h.sqlite") as h:
         night = FakeNight(dataclasses.replace(cfg, reverify=0), h, tmp_path / "work")
         derived.after_bases(night, ())
-        assert tried == ["myapp:latest", "other:1"]
+        assert tried == ["myapp:latest", "other:1", "third:latest"]
         rows = [(r.kind, r.image, r.verdict, r.arch) for r in h.records()]
     assert sorted(rows) == [
         ("derived", "myapp:latest", "error", "all"),
         ("derived", "other:1", "error", "all"),
+        ("derived", "third:latest", "error", "all"),
     ]
     assert [r.message for r in night.added] == [
         "myapp:latest broke (hint: fix it)",
-        "other:1 broke (hint: fix it)",
+        "OSError(28, 'No space left on device')",
+        "third:latest broke (hint: fix it)",
     ]
 
 

@@ -269,9 +269,10 @@ def night_one(night: NightParts, d: DerivedImage) -> list[ResultRecord]:
     started = utc_now()
     try:
         rows = conclude(night, d, build_one(night, d), started)
-    except UserError as exc:
-        night.progress.say(f"{d.name}: error: {exc.message}")
-        rows = [_row(night, d, "all", started, message=exc.render().removeprefix("error: "))]
+    except Exception as exc:  # a user's Containerfile: any failure is that image's row
+        why = exc.render().removeprefix("error: ") if isinstance(exc, UserError) else repr(exc)
+        night.progress.say(f"{d.name}: error: {why}")
+        rows = [_row(night, d, "all", started, message=why)]
     finally:
         shutil.rmtree(night.workdir / f"derived-{slug(d.name)}", ignore_errors=True)
     return rows
