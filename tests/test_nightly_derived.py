@@ -140,6 +140,13 @@ def test_with_base_replaces_only_the_from_image(text: str, want: str) -> None:
     assert derived.with_base(text, PINNED) == want
 
 
+def test_with_base_reads_from_with_the_images_build_args() -> None:
+    text = "ARG BASE\nFROM $BASE\nRUN x\n"  # no default: the config's build_args give it
+    with pytest.raises(UserError, match="FROM \\(empty\\)"):
+        derived.with_base(text, PINNED)
+    assert derived.with_base(text, PINNED, {"BASE": "a/b:c"}) == f"ARG BASE\nFROM {PINNED}\nRUN x\n"
+
+
 # -- the base, from the history ----------------------------------------------------------
 def _rec(**kw: Any) -> ResultRecord:
     base: dict[str, Any] = dict(

@@ -1,12 +1,16 @@
 """A nightly with one derived image, for real: night 1 double-builds debian:bookworm-slim,
-publishes it to a local store, then rebuilds the derived image FROM that very digest,
-double-built and published beside it; night 2 (`--only` the derived image) builds it
-again on the last published base (the same digest comes out) and re-verifies night 1's
-image from what it records. History and report show the base digest."""
+publishes it to a registry and a local store, then rebuilds the derived image FROM that
+very digest (pulled from the registry), double-built and published beside it with its
+build context (too large to embed: a referrer in the registry, a blob in the store);
+night 2 (`--only` the derived image) builds it again on the last published base (the
+same digest comes out) and re-verifies night 1's image from the registry alone. History
+and report show the base digest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +21,14 @@ from factory.publish import store
 from factory.report.history import History
 from factory.source import proxyctl
 from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror  # noqa: F401
+from tests.registry_fixtures import Registry, registry, skopeo_raw  # noqa: F401
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]
 DAY = f"{TEST_SNAPSHOT[:4]}-{TEST_SNAPSHOT[4:6]}-{TEST_SNAPSHOT[6:8]}"
 APP = """\
 FROM placeholder.invalid/replaced-by-the-nightly:x
 RUN useradd -m app
-COPY hello.txt /app/hello.txt
+COPY hello.txt noise.bin /app/
 USER app
 """
 
@@ -38,6 +43,7 @@ def _night(
 
 def test_a_derived_image_follows_its_base(
     recorded_mirror: proxyctl.ProxyHandle,  # noqa: F811
+    registry: Registry,  # noqa: F811
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -45,13 +51,14 @@ def test_a_derived_image_follows_its_base(
     app.mkdir()
     (app / "Containerfile").write_text(APP)
     (app / "hello.txt").write_text("hello\n")
+    (app / "noise.bin").write_bytes(random.Random(17).randbytes(96 << 10))  # not embedded
     storedir = tmp_path / "store"
     config = tmp_path / "nightly.toml"
     config.write_text(
         "[nightly]\n"
         'images = ["debian:bookworm-slim"]\narchitectures = ["amd64"]\n'
         f'proxy = "{recorded_mirror.url}"\nupstream = "record"\n'
-        f'publish = ["oci:{storedir}"]\nreverify = 1\n'
+        f'publish = ["{registry.host}/nightly", "oci:{storedir}"]\nreverify = 1\n'
         f'history = "{tmp_path}/history.sqlite"\nreport = "{tmp_path}/report"\n'
         '[[nightly.derived]]\nname = "myapp:latest"\ncontainerfile = "app/Containerfile"\n'
         'base = "debian:bookworm-slim"\n'
@@ -72,12 +79,19 @@ def test_a_derived_image_follows_its_base(
     assert {tags["latest"], tags[f"latest-{TEST_SNAPSHOT[:8]}"], tags[pin]} == {
         app1["index_digest"]
     }
-    index = json.loads((storedir / "myapp" / "blobs" / "sha256" /
-                        app1["index_digest"].removeprefix("sha256:")).read_text())  # fmt: skip
-    ann = index["annotations"]
+    for tag in ("latest", pin):  # the registry has it too, byte for byte
+        raw = skopeo_raw(registry.ref("nightly/myapp", tag))
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == app1["index_digest"]
+    ann = json.loads(raw)["annotations"]
+    assert "org.reprobase.derived.context" not in ann  # the context travels beside it
+    assert (
+        (storedir / "myapp" / "blobs" / "sha256")
+        .joinpath(ann["org.reprobase.derived.context.digest"].removeprefix("sha256:"))
+        .is_file()
+    )
     assert ann["org.opencontainers.image.base.digest"] == slim["index_digest"]
     assert (
-        f"FROM oci:{storedir}/debian:bookworm-slim-{TEST_SNAPSHOT}@"
+        f"FROM {registry.host}/nightly/debian:bookworm-slim-{TEST_SNAPSHOT}@"
         in ann["org.reprobase.derived.containerfile"]
     )  # the FROM it was built on, pinned, is what it records
 

@@ -18,7 +18,7 @@ import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,10 +103,10 @@ def choose_base(history: History, target: PublishTarget, base: str, run_id: str)
     return BaseChoice(recipe.ref, f"{ref}@{pub.index_digest}", pub.index_digest, pub.snapshot, note)
 
 
-def with_base(text: str, reference: str) -> str:
+def with_base(text: str, reference: str, build_args: Mapping[str, str] | None = None) -> str:
     """The Containerfile with its FROM image replaced by reference (flags and `AS name`
     kept); every other byte as written. Pure."""
-    cf = parse(text, {})
+    cf = parse(text, build_args or {})
     ins = cf.from_instruction
     words = ins.args.split()
     flags = [w for w in words if w.startswith("--platform")]
@@ -162,7 +162,8 @@ def build_one(night: NightParts, d: DerivedImage) -> Outcome:
     work.mkdir(parents=True, exist_ok=True)
     resolved = resolve_base(base.reference, work / "base")
     try:
-        text = with_base(d.containerfile.read_text(encoding="utf-8"), base.reference)
+        text = d.containerfile.read_text(encoding="utf-8")
+        text = with_base(text, base.reference, dict(d.build_args))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{d.containerfile}: cannot read it ({exc})") from None
     arches = _arches(night, d, [p.arch for p in resolved.platforms])
