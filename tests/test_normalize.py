@@ -69,3 +69,46 @@ def test_normalise_removes_host_state_and_pins_sources(tmp_path: Path) -> None:
     # /tmp holds mmdebstrap's own apt.conf until its cleanup step: removing it there
     # makes mmdebstrap's cleanup run apt against the *host* (it wiped the host's lists once).
     assert (root / "tmp/mmdebstrap.apt.conf.XYZ").exists()
+
+
+def test_build_only_dpkg_option_taken_out_recipe_options_kept() -> None:
+    from factory.rootfs.normalize import strip_build_options
+
+    slim = "path-exclude=/usr/share/man/*\npath-include=/usr/share/man/man1/x\n"
+    assert strip_build_options(slim + "force-unsafe-io\n") == slim
+    assert strip_build_options("force-unsafe-io\n") == ""
+
+
+def test_dpkg_cfg_of_build_options_only_removed_dir_mtime_kept(tmp_path: Path) -> None:
+    """Without the slim options the file was ours alone: it goes, and its directory keeps
+    the mtime the package gave it (else the layer's directory entry would change)."""
+    import os
+
+    root = tmp_path / "root"
+    sources = tmp_path / "src"
+    sources.write_text("Types: deb\n")
+    cfg = root / "etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+    _tree(root, {str(cfg.relative_to(root)): "force-unsafe-io\n"})
+    os.utime(cfg.parent, (1_700_000_000, 1_700_000_000))
+    normalise(root, EPOCH, sources.read_text())
+    assert not cfg.exists()
+    assert cfg.parent.stat().st_mtime == 1_700_000_000
+    # with recipe options the file stays, minus ours, its mode kept
+    _tree(root, {str(cfg.relative_to(root)): "path-exclude=/usr/share/doc/*\nforce-unsafe-io\n"})
+    cfg.chmod(0o640)
+    normalise(root, EPOCH, sources.read_text())
+    assert cfg.read_text() == "path-exclude=/usr/share/doc/*\n"
+    assert cfg.stat().st_mode & 0o7777 == 0o640
+
+
+def test_mmdebstrap_build_only_options_come_last() -> None:
+    """Appended after the recipe's, so that taking them out restores the recipe's bytes."""
+    from factory.common.arch import Architecture
+    from tests.test_rootfs_argv import _argv
+
+    for image in ("debian:bookworm", "debian:bookworm-slim"):
+        dpkgopts = [a for a in _argv(Architecture.AMD64, "A", image) if a.startswith("--dpkgopt=")]
+        assert dpkgopts[-1] == "--dpkgopt=force-unsafe-io"
+        assert dpkgopts.count("--dpkgopt=force-unsafe-io") == 1
+    slim = [a for a in _argv(Architecture.AMD64, "A", "debian:bookworm-slim") if "path-" in a]
+    assert slim, "the slim recipe's own options are there too"

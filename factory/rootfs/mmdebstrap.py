@@ -17,6 +17,7 @@ from factory.common import runner
 from factory.common.arch import Architecture
 from factory.recipes.recipe import Recipe
 from factory.rootfs.buildenv import BuildEnv, faketime_lib
+from factory.rootfs.normalize import BUILD_ONLY_DPKG_OPTIONS
 from factory.source.buildsource import BuildSource
 from factory.source.snapshot import KEYRING, Timestamp, mirror_sources, snapshot_sources
 
@@ -122,6 +123,9 @@ def mmdebstrap_argv(job: RootfsJob, root_mode: bool) -> list[str]:
         argv.append(f"--include={','.join(r.packages)}")
     if r.slim:
         argv += [f"--dpkgopt={o}" for o in r.slim.dpkg_options()]
+    # last, so that taking them out again (factory.rootfs.normalize) leaves the recipe's
+    # options byte for byte as they were
+    argv += [f"--dpkgopt={o}" for o in BUILD_ONLY_DPKG_OPTIONS]
     # Maintainer scripts run in the chroot: they see the shifted clock only if the
     # preloaded library exists there too (removed again before the tar). Only for the
     # host's own architecture: an emulated arm64 process cannot load an amd64 library.

@@ -52,6 +52,39 @@ EMPTY_DIRS = (
 )
 
 
+# dpkg options that only make the build faster, written by mmdebstrap into the chroot's
+# dpkg configuration for the build (factory.rootfs.mmdebstrap) and taken out again here:
+# force-unsafe-io skips dpkg's fsync of every unpacked file, which made two builds on one
+# disk (A and B of the double build) wait on each other. A throwaway chroot needs no
+# crash safety; an image must not keep the option (its users' dpkg would skip syncs).
+DPKG_CFG = "etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+BUILD_ONLY_DPKG_OPTIONS = ("force-unsafe-io",)
+
+
+def strip_build_options(text: str) -> str:
+    """Pure: the dpkg configuration without the build-only options (the recipe's stay)."""
+    return "".join(
+        line for line in text.splitlines(keepends=True)
+        if line.strip() not in BUILD_ONLY_DPKG_OPTIONS
+    )  # fmt: skip
+
+
+def _strip_dpkg_cfg(root: Path) -> None:
+    cfg = root / DPKG_CFG
+    if cfg.is_symlink() or not cfg.is_file():
+        return
+    kept = strip_build_options(cfg.read_text())
+    if kept:
+        st = cfg.stat()
+        cfg.write_text(kept)
+        os.chmod(cfg, st.st_mode & 0o7777)
+    else:  # only build options: the file was ours alone, as if never written; the
+        # directory keeps the mtime dpkg gave it (unlinking would make it "now")
+        st = cfg.parent.stat()
+        cfg.unlink()
+        os.utime(cfg.parent, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def _remove(root: Path, rels: Iterable[str]) -> None:
     for rel in rels:
         p = root / rel
@@ -98,6 +131,7 @@ def _write(path: Path, content: str, mode: int = 0o644) -> None:
 
 def normalise(root: Path, epoch: int, sources: str) -> None:
     _remove(root, REMOVE_FILES)
+    _strip_dpkg_cfg(root)
     for rel in EMPTY_DIRS:
         _empty(root, rel)
     # The build host's name and DNS config are copied in by the bootstrap.
