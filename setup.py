@@ -32,7 +32,9 @@ class BuildPyWithData(build_py):
                 HERE / name,
                 target,
                 copy_function=shutil.copyfile,
-                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                # proxy-wheels/: what schedules/proxy-wheels.sh downloaded for the proxy's
+                # image, not part of reprobase
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "proxy-wheels"),
             )
 
 
