@@ -24,6 +24,7 @@ from typing import Any
 from factory.common import outputs
 from factory.common.arch import Architecture
 from factory.common.errors import UserError
+from factory.common.paths import SCRATCH
 from factory.common.progress import Progress, Task
 from factory.derive.base import BaseImage, platform_layout, resolve_base
 from factory.derive.buildah import StepsJob, buildah_version, run_steps, storage_driver
@@ -230,11 +231,11 @@ def build_derived(
 
 
 def scratch(prefix: str) -> Path:
-    """A new private directory under /var/tmp whose name buildah accepts: it names the
+    """A new private directory in the scratch directory whose name buildah accepts: it names the
     base image after its layout's path, and a path component ending in '_' (as mkdtemp's
     random suffix may) or holding capitals is no valid image name."""
     while True:
-        path = Path("/var/tmp") / f"{prefix}-{secrets.token_hex(6)}"
+        path = SCRATCH / f"{prefix}-{secrets.token_hex(6)}"
         try:
             path.mkdir(mode=0o700)
             return path
