@@ -136,8 +136,12 @@ def test_the_proxy_image_builds_reproducibly_and_serves(
                     "--output-archive", str(archive), "--archive-name", TAG],
                    check=True, capture_output=True, cwd=ROOT, timeout=300)  # fmt: skip
     subprocess.run([*podman, "load", "-q", "-i", str(archive)], check=True, capture_output=True)
-    image_id = subprocess.run([*podman, "image", "inspect", "--format", "{{.Id}}", TAG],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    image_id = subprocess.run(
+        [*podman, "image", "inspect", "--format", "{{.Id}}", TAG],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert f"sha256:{image_id}" == config  # our bytes, as podman stores them
 
     port = free_port()
