@@ -81,3 +81,15 @@ def bookworm_build(
     run = run_build("debian:bookworm", out, recorded_mirror)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
+
+
+@pytest.fixture(scope="session")
+def slim_once(
+    recorded_mirror: proxyctl.ProxyHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """One debian:bookworm-slim (amd64, built once): the base the derived-image tests build
+    FROM (test_derive_real, test_container_proxy). Read-only for them: built once per session."""
+    out = tmp_path_factory.mktemp("bookworm-slim") / "layout"
+    run = run_build("debian:bookworm-slim", out, recorded_mirror, "--once")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from factory.source import proxyctl
-from tests.build_fixtures import ROOT, TEST_SNAPSHOT, recorded_mirror  # noqa: F401
+from tests.build_fixtures import ROOT, TEST_SNAPSHOT, recorded_mirror, slim_once  # noqa: F401
 from tests.test_package import checkout_copy
 
 pytestmark = [
@@ -75,14 +75,6 @@ def reprobase(*argv: str) -> dict[str, Any]:
     return doc
 
 
-def slim_base(tmp_path: Path, proxy: proxyctl.ProxyHandle) -> Path:
-    layout = tmp_path / "base"
-    reprobase("build", "debian:bookworm-slim", "--once", "--arch", "amd64",
-              "--snapshot", TEST_SNAPSHOT, "--proxy", proxy.url, "--upstream", "record",
-              "--output", str(layout))  # fmt: skip
-    return layout
-
-
 def proxy_context(where: Path) -> Path:
     """The checkout, and the wheels its requirements pin (hashes checked by pip)."""
     context = checkout_copy(where)
@@ -113,8 +105,9 @@ def test_the_proxy_image_builds_reproducibly_and_serves(
     tmp_path: Path,
     podman: list[str],
     recorded_mirror: proxyctl.ProxyHandle,  # noqa: F811
+    slim_once: Path,  # noqa: F811
 ) -> None:
-    base = slim_base(tmp_path, recorded_mirror)
+    base = slim_once
     context = proxy_context(tmp_path / "context")
     out = tmp_path / "image"
     result = reprobase(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from factory.source import proxyctl
-from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror  # noqa: F401
+from tests.build_fixtures import TEST_SNAPSHOT, recorded_mirror, slim_once  # noqa: F401
 from tests.registry_fixtures import Registry, registry  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,14 +82,11 @@ class Fixture:
 def env(
     recorded_mirror: proxyctl.ProxyHandle,  # noqa: F811
     registry: Registry,  # noqa: F811
+    slim_once: Path,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Fixture:
     work = tmp_path_factory.mktemp("derive")
-    base = work / "base"
-    run = reprobase("build", "debian:bookworm-slim", "--once", "--arch", "amd64",
-                    "--snapshot", TEST_SNAPSHOT, "--proxy", recorded_mirror.url,
-                    "--upstream", "record", "--output", str(base), "--json")  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    base = slim_once
     ref = registry.ref("debian", "bookworm-slim")
     pub = subprocess.run([sys.executable, "-m", "factory.cli", "publish", str(base), ref],
                          capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
