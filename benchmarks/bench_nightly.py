@@ -36,7 +36,11 @@ def _memfd_bytes(pid: int, seen: set[tuple[int, int]]) -> int:
     """Bytes in the in-memory files (memfd) a process holds open and does not map: the
     rootfs tars mmdebstrap writes to us are RAM that PSS does not show."""
     total = 0
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process has ended meanwhile
+        return 0
+    for fd in fds:
         try:
             if not os.readlink(fd).startswith("/memfd:"):
                 continue
