@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from factory.report.fmt import DASH, esc, short_digest, snapshot_label
+from factory.report.fmt import NONE_HTML, digest_html, esc, snapshot_label
 from factory.report.history import ResultRecord
 
 KINDS = ("derived", "derived-reverify")
@@ -53,15 +53,9 @@ def derived_views(records: Sequence[ResultRecord]) -> tuple[DerivedView, ...]:
     return tuple(views)
 
 
-def _digest(value: str | None) -> str:
-    if not value:
-        return f'<span class="muted">{DASH}</span>'
-    return f'<code title="{esc(value)}">{esc(short_digest(value))}</code>'
-
-
 def _badge(r: ResultRecord | None) -> str:
     if r is None:
-        return f'<span class="muted">{DASH}</span>'
+        return NONE_HTML
     return (
         f'<span class="badge v-{esc(r.verdict)}">{esc(r.verdict)}</span> '
         f'<span class="muted">{esc(snapshot_label(r.snapshot))}</span>'
@@ -83,8 +77,8 @@ def derived_section(views: Sequence[DerivedView]) -> str:
             first = r.message.splitlines()[0] if r.message else ""
             rows.append(
                 f"<tr><td><code>{esc(v.image)}</code></td><td>{esc(r.arch)}</td>"
-                f"<td>{_badge(r)}</td><td>{_digest(r.index_digest)}</td>"
-                f'<td class="base-digest">{_digest(r.base_digest)}</td>'
+                f"<td>{_badge(r)}</td><td>{digest_html(r.index_digest)}</td>"
+                f'<td class="base-digest">{digest_html(r.base_digest)}</td>'
                 f"<td>{refs or _badge(None)}</td><td>{_badge(v.reverified)}</td>"
                 f'<td class="msg">{esc(first)}</td></tr>'
             )

@@ -77,3 +77,14 @@ def short_digest(digest: str | None) -> str:
         return DASH
     algo, _, hexpart = digest.partition(":")
     return f"{algo}:{hexpart[:12]}…" if hexpart else digest[:19]
+
+
+NONE_HTML = f'<span class="muted">{DASH}</span>'  # an empty cell
+
+
+def digest_html(value: str | None, *, full: bool = False) -> str:
+    """A digest as a page shows it: shortened unless full, the whole one as its title."""
+    if not value:
+        return NONE_HTML
+    text = value if full else short_digest(value)
+    return f'<code title="{esc(value)}">{esc(text)}</code>'

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from factory.report.fmt import (
     DASH,
     MINUS,
+    digest_html,
     esc,
     percent,
     seconds,
-    short_digest,
     size,
     snapshot_label,
 )
@@ -101,13 +101,6 @@ def durations(d: dict[str, float]) -> str:
     return " · ".join(f"{esc(k)} {esc(seconds(v))}" for k, v in sorted(d.items()))
 
 
-def digest(value: str | None, *, full: bool) -> str:
-    if not value:
-        return f'<span class="muted">{DASH}</span>'
-    text = value if full else short_digest(value)
-    return f'<code title="{esc(value)}">{esc(text)}</code>'
-
-
 def origin_label(value: str) -> str:
     try:
         return Origin(value).label
@@ -119,9 +112,9 @@ def latest_block(latest: Latest, *, full: bool) -> str:
     rec = latest.record
     facts: list[tuple[str, str]] = [
         ("snapshot", f"{esc(snapshot_label(rec.snapshot))} {badge(rec.verdict)}"),
-        ("index", digest(rec.index_digest, full=full)),
-        ("manifest A", digest(rec.manifest_digest, full=full)),
-        ("manifest B", digest(rec.digest_b, full=full)),
+        ("index", digest_html(rec.index_digest, full=full)),
+        ("manifest A", digest_html(rec.manifest_digest, full=full)),
+        ("manifest B", digest_html(rec.digest_b, full=full)),
         ("layer", f"{esc(size(rec.size))} ({esc(size(rec.uncompressed_size))} unpacked)"),
         ("packages", str(len(rec.packages)) if rec.packages else DASH),
         ("upstream", DASH if rec.upstream_bytes is None else f"{size(rec.upstream_bytes)} fetched"),
@@ -197,7 +190,7 @@ def runs_table(records: Sequence[ResultRecord]) -> str:
     rows = [
         f'<tr><td class="nw">{esc(snapshot_label(r.snapshot))}</td><td>{esc(r.arch)}</td>'
         f"<td>{esc(r.kind)}</td><td>{badge(r.verdict)}</td>"
-        f"<td>{digest(r.manifest_digest, full=False)}</td>"
+        f"<td>{digest_html(r.manifest_digest, full=False)}</td>"
         f'<td class="num">{esc(size(r.size))}</td>'
         f'<td class="num">{esc(size(r.upstream_bytes))}</td>'
         f'<td class="num" title="{durations(r.durations)}">'

@@ -5,28 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from factory.report.fmt import DASH, esc, short_digest, snapshot_label
+from factory.report.fmt import DASH, NONE_HTML, digest_html, esc, snapshot_label
 from factory.report.trustlog import AttestationRecord, GateRecord
 from factory.report.trustview import TrustView, WatchRun, WatchView
 
 OUTCOME_BADGE = {"identical": "reproducible", "differs": "differs", "other image": "error"}
 
 
-def _code(value: str | None, *, full: bool) -> str:
-    if not value:
-        return f'<span class="muted">{DASH}</span>'
-    return f'<code title="{esc(value)}">{esc(value if full else short_digest(value))}</code>'
-
-
 def _outcome(outcome: str | None) -> str:
     if outcome is None:
-        return f'<span class="muted">{DASH}</span>'
+        return NONE_HTML
     return f'<span class="badge v-{esc(OUTCOME_BADGE.get(outcome, "error"))}">{esc(outcome)}</span>'
 
 
 def rebuilder(a: AttestationRecord, *, full: bool) -> str:
     who = esc(a.signer) if a.signer else "unknown key"
-    key = f"key {_code(a.keyid, full=full)}" if a.keyid else "unsigned"
+    key = f"key {digest_html(a.keyid, full=full)}" if a.keyid else "unsigned"
     check = "signature checked" if a.checked else "signature not checked (key not trusted here)"
     when = f", rebuilt {esc(a.rebuilt_on)}" if a.rebuilt_on else ""
     note = f"<span class='muted'>{check}{when}</span>"
@@ -63,17 +57,17 @@ def trust_block(t: TrustView | None, *, full: bool) -> str:
     sboms = (
         "<br>".join(
             f"{esc(a.kind.removeprefix('sbom-'))} {esc(a.platform or '')} "
-            f"{_code(a.artifact, full=full)}"
+            f"{digest_html(a.artifact, full=full)}"
             for a in t.sboms
         )
         or f'<span class="muted">{DASH} none attached</span>'
     )
     prov = (
-        "<br>".join(_code(a.artifact, full=full) for a in t.provenance)
+        "<br>".join(digest_html(a.artifact, full=full) for a in t.provenance)
         or f'<span class="muted">{DASH} none attached</span>'
     )
     facts = [
-        ("image", f"{_code(t.index_digest, full=full)} ({esc(snapshot_label(t.snapshot))})"),
+        ("image", f"{digest_html(t.index_digest, full=full)} ({esc(snapshot_label(t.snapshot))})"),
         ("SBOMs", sboms),
         ("provenance", prov),
         ("rebuilders", rebuilders_list(t.rebuilders, full=full)),
@@ -121,7 +115,7 @@ def watched_section(views: Sequence[WatchView]) -> str:
             else f'<span class="muted">{DASH}</span>'
         )
         rows.append(
-            f"<tr><td><code>{esc(v.ref)}</code><br>{_code(latest.index_digest, full=False)}</td>"
+            f"<tr><td><code>{esc(v.ref)}</code><br>{digest_html(latest.index_digest)}</td>"
             f'<td><span class="badge v-{esc(latest.verdict)}">{esc(latest.verdict)}</span><br>'
             f"{_run_cell(latest)}</td><td>{_run_cell(v.reproducible_since)}</td>"
             f"<td>{fail}</td><td>{culprit}</td>"
